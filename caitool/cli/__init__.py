@@ -1,0 +1,68 @@
+"""The `caitool` command. Each command lives in its own module, parses flags, builds a config and calls a
+library function; heavy libraries (SDKs, torch, trl) are imported inside the command body, never here, so that
+`caitool --help` stays fast.
+
+`main()` maps `CaitoolError` to a one-line message on stderr and its exit code. Set CAITOOL_DEBUG=1 for the
+traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from caitool import __version__
+from caitool.errors import EXIT_INTERRUPTED, CaitoolError
+
+app = typer.Typer(
+    name="caitool",
+    help="Constitutional AI (Bai et al. 2022) from the shell: critique-revise, AI labels, training.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"caitool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Constitutional AI from the shell. JSONL in, JSONL out; progress and logs on stderr."""
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to `app`; each module is light at import time.
+    from caitool.cli import commands  # noqa: F401
+
+
+def report_error(exc: CaitoolError) -> None:
+    from caitool.console import err_console
+
+    err_console().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    if exc.hint:
+        err_console().print(f"[dim]hint:[/] {exc.hint}", markup=True, highlight=False, soft_wrap=True)
+
+
+def main() -> None:
+    _register()
+    try:
+        # Standalone mode: click reports its own usage errors (exit 2) and honours typer.Exit codes.
+        app()
+    except CaitoolError as exc:
+        if os.environ.get("CAITOOL_DEBUG"):
+            raise
+        report_error(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,70 @@
+"""Errors a user can act on, each mapped to one exit code.
+
+    CaitoolError (exit 1)
+    ├── UsageError (exit 2)        bad flags, a refused resume, an unknown model spec
+    │   └── InputError (exit 2)    bad input data; carries file:line
+    ├── ConfigError (exit 2)       a constitution or template that does not validate
+    ├── ProviderError (exit 1)     a model call failed; `retryable` says whether the runner may try again
+    └── ParseError (exit 1)        a model answer that could not be parsed; keeps the raw text
+
+The CLI prints `str(error)` (plus `hint`) and exits with `exit_code`; no traceback unless CAITOOL_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
+
+class CaitoolError(Exception):
+    exit_code = EXIT_FATAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class UsageError(CaitoolError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(CaitoolError):
+    exit_code = EXIT_USAGE
+
+
+class InputError(UsageError):
+    """Bad input data. `where` is `file:line` so editors and terminals can jump to it."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.reason = message
+
+
+class ProviderError(CaitoolError):
+    """A failed model call. The provider adapters translate SDK exceptions into this one type."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+        rate_limited: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
+
+
+class ParseError(CaitoolError):
+    def __init__(self, message: str, *, raw: str) -> None:
+        super().__init__(message)
+        self.raw = raw

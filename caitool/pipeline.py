@@ -1,0 +1,184 @@
+"""One data-generation run from the shell's point of view: files, resume, progress, summary, exit code.
+
+Commands (critique-revise, label-pairs, ...) describe their run with a `RunSpec` and hand over their jobs and
+their per-record `process`; this module owns everything they share: the output store and its resume rules,
+the manifest, progress and the closing summary on stderr, SIGINT/SIGTERM, and the exit code (0 all done,
+3 some records failed, 130 interrupted; fatal errors propagate as `CaitoolError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import platform
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from caitool import __version__
+from caitool.console import RunProgress, info
+from caitool.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
+from caitool.pricing import Price
+from caitool.retry import ResilientClient
+from caitool.runner import Job, RunCounts, run_jobs
+from caitool.store import OutputStore, RunFiles
+
+Process = Callable[[Job[Any]], Awaitable[list[dict[str, Any]]]]
+
+
+@dataclass
+class RunSpec:
+    command: str
+    input: str
+    output: str | None
+    settings: dict[str, Any]  # everything that changes the output: fingerprinted, and refused on a mismatch
+    errors: str | None = None
+    concurrency: int = 8
+    limit: int | None = None
+    quiet: bool = False
+    overwrite: bool = False
+    total: int | None = None
+    extra_manifest: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({"command": self.command, **self.settings}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"caitool": __version__, "python": platform.python_version()}
+    for pkg in ("openai", "anthropic", "llama-cpp-python"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[pkg] = version(pkg)
+    return out
+
+
+def _summary(
+    spec: RunSpec, counts: RunCounts, clients: list[ResilientClient], price: Price | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = counts.to_dict()
+    for c in clients:
+        s = c.stats
+        out.setdefault("models", {})[c.spec] = {
+            "requests": s.requests,
+            "attempts": s.attempts,
+            "retries": s.retries,
+            "rate_limited": s.rate_limited,
+            "failed_requests": s.failures,
+            **s.usage.to_dict(),
+            "cost_usd": round(price.cost(s.usage), 6) if price else None,
+        }
+    return out
+
+
+def _print_summary(spec: RunSpec, status: str, summary: dict[str, Any], files: RunFiles) -> None:
+    if spec.quiet:
+        return
+    parts = [f"{spec.command}: {status}", f"{summary['done']} written"]
+    if summary["resumed"]:
+        parts.append(f"{summary['resumed']} already done")
+    if summary["failed"]:
+        parts.append(f"{summary['failed']} failed" + (f" (see {files.errors})" if files.errors else ""))
+    if summary["duplicates"]:
+        parts.append(f"{summary['duplicates']} duplicate ids skipped")
+    if summary["rejected"]:
+        parts.append(f"{summary['rejected']} bad input lines skipped")
+    parts.append(f"{summary['seconds']:.1f}s")
+    for spec_name, m in summary.get("models", {}).items():
+        tok = m["input_tokens"] + m["output_tokens"]
+        cost = f", ${m['cost_usd']:.4f}" if m["cost_usd"] is not None else ""
+        parts.append(f"{spec_name}: {m['attempts']} calls ({m['retries']} retries), {tok:,} tokens{cost}")
+    info("[dim]" + "; ".join(parts) + "[/]")
+
+
+def execute(
+    spec: RunSpec,
+    jobs: Iterator[Job[Any]],
+    make_process: Callable[[OutputStore], Process],
+    clients: list[ResilientClient],
+    *,
+    price: Price | None = None,
+    counts: RunCounts | None = None,
+) -> int:
+    files = RunFiles.for_output(spec.output, spec.errors)
+    manifest = {
+        "command": spec.command,
+        "input": spec.input,
+        "output": spec.output or "-",
+        "settings": spec.settings,
+        "versions": versions(),
+        "argv": sys.argv[1:],
+        **spec.extra_manifest,
+    }
+    store = OutputStore(files, spec.fingerprint(), manifest, overwrite=spec.overwrite)
+    store.open()
+    if store.repaired_bytes:
+        info(
+            f"[yellow]repaired a torn last line ({store.repaired_bytes} bytes) in {files.output}[/]",
+            quiet=spec.quiet,
+        )
+    if store.done:
+        info(f"resuming: {len(store.done)} records already in {files.output}", quiet=spec.quiet)
+    counts = counts or RunCounts()
+    total = spec.total if spec.limit is None else min(spec.total or spec.limit, spec.limit)
+    counts.total = total
+    status = "interrupted"
+    try:
+        with RunProgress(spec.command, total, quiet=spec.quiet) as progress:
+
+            def on_progress(c: RunCounts) -> None:
+                tokens = sum(x.stats.usage.input_tokens + x.stats.usage.output_tokens for x in clients)
+                cost = sum(price.cost(x.stats.usage) for x in clients) if price else None
+                progress.update(c.done + c.resumed + c.failed, tokens=tokens, cost=cost, failed=c.failed)
+
+            asyncio.run(_run(jobs, make_process(store), store, spec, counts, on_progress, clients))
+        status = "partial" if counts.failed else "complete"
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        status = "interrupted"
+    except BaseException:
+        status = "failed"
+        raise
+    finally:
+        summary = _summary(spec, counts, clients, price)
+        store.close(status=status, counts=summary, resumable_left=status != "complete")
+        _print_summary(spec, status, summary, files)
+    if status == "interrupted":
+        info("interrupted: rerun the same command to resume", quiet=spec.quiet)
+        return EXIT_INTERRUPTED
+    return EXIT_PARTIAL if counts.failed else EXIT_OK
+
+
+async def _run(
+    jobs: Iterator[Job[Any]],
+    process: Process,
+    store: OutputStore,
+    spec: RunSpec,
+    counts: RunCounts,
+    on_progress: Callable[[RunCounts], None],
+    clients: list[ResilientClient],
+) -> None:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    if main is not None:
+        # SIGTERM (a scheduler's stop) ends the run like Ctrl-C: in-flight records are dropped, files closed.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    try:
+        await run_jobs(
+            jobs,
+            process,
+            store,
+            concurrency=spec.concurrency,
+            limit=spec.limit,
+            counts=counts,
+            on_progress=on_progress,
+        )
+    finally:
+        for c in clients:
+            await c.aclose()

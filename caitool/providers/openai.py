@@ -1,0 +1,135 @@
+"""OpenAI and every OpenAI-compatible server (vLLM, SGLang, llama.cpp server, Ollama, TGI, LM Studio).
+
+`chat` uses /v1/chat/completions, `complete` the legacy /v1/completions (base models, and forced answer
+prefixes). Log-probs and top log-probs are passed through in both shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caitool.errors import ProviderError
+from caitool.providers._http import status_error
+from caitool.providers.base import (
+    Choice,
+    Completion,
+    GenerateParams,
+    Message,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+
+
+class OpenAIClient:
+    supports_logprobs = True
+    supports_completions = True
+
+    def __init__(
+        self, spec: str, model: str, *, base_url: str | None, api_key: str | None, timeout: float
+    ) -> None:
+        import openai
+
+        self.spec = spec
+        self.model = model
+        self._openai = openai
+        # max_retries=0: caitool.retry owns the only retry loop (see its docstring).
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout
+        )
+
+    def _kwargs(self, params: GenerateParams, *, chat: bool) -> dict[str, Any]:
+        kw: dict[str, Any] = {"model": self.model, "temperature": params.temperature}
+        kw["max_tokens"] = params.max_tokens
+        if params.top_p is not None:
+            kw["top_p"] = params.top_p
+        if params.stop:
+            kw["stop"] = list(params.stop)
+        if params.n > 1:
+            kw["n"] = params.n
+        if params.seed is not None:
+            kw["seed"] = params.seed
+        if params.logprobs:
+            if chat:
+                kw["logprobs"] = True
+                if params.top_logprobs:
+                    kw["top_logprobs"] = params.top_logprobs
+            else:
+                kw["logprobs"] = max(1, params.top_logprobs)
+        return kw
+
+    async def _request(self, coro: Any) -> Any:
+        oa = self._openai
+        try:
+            response = await coro
+        except oa.APIStatusError as exc:
+            body = getattr(exc, "body", None)
+            raise status_error("openai", exc.status_code, exc.message, exc.response.headers, body) from None
+        except (oa.APITimeoutError, oa.APIConnectionError) as exc:
+            raise ProviderError(f"openai: {type(exc).__name__}: {exc}", retryable=True) from None
+        except oa.APIResponseValidationError as exc:
+            raise ProviderError(f"openai: invalid response: {exc}", retryable=True) from None
+        except ValueError as exc:  # a truncated or non-JSON body that the SDK could not decode
+            raise ProviderError(f"openai: unreadable response: {exc}", retryable=True) from None
+        if not getattr(response, "choices", None):
+            raise ProviderError("openai: response has no choices", retryable=True)
+        return response
+
+    @staticmethod
+    def _usage(response: Any) -> Usage:
+        u = getattr(response, "usage", None)
+        return Usage(
+            input_tokens=int(getattr(u, "prompt_tokens", 0) or 0),
+            output_tokens=int(getattr(u, "completion_tokens", 0) or 0),
+            calls=1,
+        )
+
+    async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
+        response = await self._request(
+            self._client.chat.completions.create(
+                messages=[m.to_dict() for m in messages],  # type: ignore[misc]
+                **self._kwargs(params, chat=True),
+            )
+        )
+        choices = []
+        for c in response.choices:
+            lps = None
+            content_lps = getattr(getattr(c, "logprobs", None), "content", None)
+            if content_lps:
+                lps = tuple(
+                    TokenLogprob(
+                        token=t.token,
+                        logprob=float(t.logprob),
+                        top=tuple(TopLogprob(x.token, float(x.logprob)) for x in (t.top_logprobs or [])),
+                    )
+                    for t in content_lps
+                )
+            text = c.message.content if c.message else None
+            choices.append(Choice(text=text or "", finish_reason=c.finish_reason, logprobs=lps))
+        return Completion(choices=choices, usage=self._usage(response), model=getattr(response, "model", ""))
+
+    async def complete(self, prompt: str, params: GenerateParams) -> Completion:
+        response = await self._request(
+            self._client.completions.create(prompt=prompt, **self._kwargs(params, chat=False))
+        )
+        choices = []
+        for c in response.choices:
+            lps = None
+            raw = getattr(c, "logprobs", None)
+            tokens = getattr(raw, "tokens", None)
+            if raw is not None and tokens:
+                token_lps = raw.token_logprobs or [0.0] * len(tokens)
+                tops = raw.top_logprobs or [{}] * len(tokens)
+                lps = tuple(
+                    TokenLogprob(
+                        token=tok,
+                        logprob=float(lp if lp is not None else 0.0),
+                        top=tuple(TopLogprob(k, float(v)) for k, v in (top or {}).items()),
+                    )
+                    for tok, lp, top in zip(tokens, token_lps, tops, strict=False)
+                )
+            choices.append(Choice(text=c.text or "", finish_reason=c.finish_reason, logprobs=lps))
+        return Completion(choices=choices, usage=self._usage(response), model=getattr(response, "model", ""))
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,189 @@
+"""The one retry layer, and the client-side rate budget every worker shares.
+
+SDK clients are built with `max_retries=0`; every retry happens here, so the attempt count a user sees is the
+number of HTTP requests that were sent (and possibly billed). A retryable `ProviderError` (429, 5xx, timeouts,
+resets, truncated bodies) is retried with exponential backoff and full jitter, never sooner than the server's
+`Retry-After`; anything else (auth, 400, context length, quota) fails the record at once.
+
+A 429 also pauses *all* workers until its Retry-After has passed and, when `--rpm` is set, lowers the shared
+request rate (multiplicative decrease, additive recovery), so a rate limit slows the run down instead of being
+hammered by every in-flight request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from caitool.errors import ProviderError
+from caitool.providers.base import Completion, GenerateParams, Message, ModelClient, Usage
+
+log = logging.getLogger("caitool")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 6
+    initial_wait: float = 1.0
+    max_wait: float = 60.0
+
+
+class RateLimiter:
+    """Shared request and token budget (token buckets refilled continuously) plus a global 429 pause."""
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
+        self.target_rpm = rpm
+        self.rpm = rpm
+        self.tpm = tpm
+        self._req_tokens = 1.0 if rpm else 0.0
+        self._tok_tokens = float(tpm) if tpm else 0.0
+        self._last = time.monotonic()
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def _refill(self, now: float) -> None:
+        elapsed = now - self._last
+        self._last = now
+        if self.rpm:
+            # Burst capacity of one second's worth of requests keeps the start smooth.
+            self._req_tokens = min(max(1.0, self.rpm / 60), self._req_tokens + elapsed * self.rpm / 60)
+        if self.tpm:
+            self._tok_tokens = min(float(self.tpm), self._tok_tokens + elapsed * self.tpm / 60)
+
+    async def acquire(self, est_tokens: int = 0) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                if now < self._paused_until:
+                    await asyncio.sleep(self._paused_until - now)
+                    continue
+                self._refill(now)
+                wait = 0.0
+                if self.rpm and self._req_tokens < 1.0:
+                    wait = max(wait, (1.0 - self._req_tokens) * 60 / self.rpm)
+                if self.tpm and est_tokens and self._tok_tokens < min(est_tokens, self.tpm):
+                    wait = max(wait, (min(est_tokens, self.tpm) - self._tok_tokens) * 60 / self.tpm)
+                if wait <= 0:
+                    if self.rpm:
+                        self._req_tokens -= 1.0
+                    if self.tpm:
+                        self._tok_tokens -= est_tokens
+                    return
+                await asyncio.sleep(wait)
+
+    def record_usage(self, est_tokens: int, actual_tokens: int) -> None:
+        if self.tpm:
+            self._tok_tokens += est_tokens - actual_tokens
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        pause = retry_after if retry_after is not None else 1.0
+        self._paused_until = max(self._paused_until, time.monotonic() + pause)
+        if self.rpm:
+            self.rpm = max(1.0, self.rpm * 0.7)
+            self._req_tokens = min(self._req_tokens, 0.0)
+
+    def on_success(self) -> None:
+        if self.rpm and self.target_rpm and self.rpm < self.target_rpm:
+            self.rpm = min(self.target_rpm, self.rpm + 1.0)
+
+
+@dataclass
+class CallStats:
+    requests: int = 0
+    attempts: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    failures: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+
+def _estimate_tokens(text_len: int, params: GenerateParams) -> int:
+    return text_len // 4 + params.max_tokens * max(1, params.n)
+
+
+class ResilientClient:
+    """Wraps a `ModelClient` with the retry policy, the rate budget and the counters."""
+
+    def __init__(
+        self,
+        client: ModelClient,
+        policy: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        on_retry: Callable[[ProviderError, int], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.spec = client.spec
+        self.policy = policy or RetryPolicy()
+        self.limiter = limiter or RateLimiter()
+        self.stats = CallStats()
+        self._on_retry = on_retry
+
+    @property
+    def supports_logprobs(self) -> bool:
+        return self.client.supports_logprobs
+
+    @property
+    def supports_completions(self) -> bool:
+        return self.client.supports_completions
+
+    def _wait(self, state: RetryCallState) -> float:
+        attempt = state.attempt_number
+        backoff = min(self.policy.max_wait, self.policy.initial_wait * 2 ** (attempt - 1))
+        wait = random.uniform(backoff / 2, backoff)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ProviderError) and exc.retry_after is not None:
+            wait = max(wait, exc.retry_after)
+        return wait
+
+    async def _call(self, est_tokens: int, fn: Callable[[], Awaitable[Completion]]) -> Completion:
+        self.stats.requests += 1
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(1 + self.policy.retries),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self.limiter.acquire(est_tokens)
+                    self.stats.attempts += 1
+                    if attempt.retry_state.attempt_number > 1:
+                        self.stats.retries += 1
+                    try:
+                        result = await fn()
+                    except ProviderError as exc:
+                        if exc.rate_limited:
+                            self.stats.rate_limited += 1
+                            self.limiter.on_rate_limited(exc.retry_after)
+                        if self._on_retry and exc.retryable:
+                            self._on_retry(exc, attempt.retry_state.attempt_number)
+                        raise
+                    self.limiter.on_success()
+                    used = result.usage.input_tokens + result.usage.output_tokens
+                    self.limiter.record_usage(est_tokens, used or est_tokens)
+                    self.stats.usage.add(result.usage)
+                    return result
+        except ProviderError:
+            self.stats.failures += 1
+            raise
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
+        est = _estimate_tokens(sum(len(m.content) for m in messages), params)
+        return await self._call(est, lambda: self.client.chat(messages, params))
+
+    async def complete(self, prompt: str, params: GenerateParams) -> Completion:
+        est = _estimate_tokens(len(prompt), params)
+        return await self._call(est, lambda: self.client.complete(prompt, params))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,152 @@
+"""A sliding window of record jobs over a lazy input, writing each record as soon as it is done.
+
+Knows nothing of Constitutional AI: a command hands it an iterator of jobs and an async `process(job)` that
+returns the output rows of one record (all of its model calls happen inside, sequentially, so the window is
+depth-first: a record's rounds finish before many new records start). At most `concurrency` records are in
+flight; a finished one is replaced at once (no batch barrier). Memory holds the in-flight records and the set
+of finished ids, never the input.
+
+A record whose calls fail after retries (`ProviderError`, `ParseError`) goes to the errors file and the run
+goes on. Anything else stops the run: in-flight records are cancelled, the files are closed, and the error
+propagates. An `InputError` from the input iterator stops dispatching, lets in-flight records finish, then
+propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from caitool.errors import CaitoolError, InputError, ParseError, ProviderError
+from caitool.store import OutputStore
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Job(Generic[T]):
+    id: str
+    where: str
+    item: T
+
+
+@dataclass
+class RunCounts:
+    total: int | None = None
+    done: int = 0
+    resumed: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "done": self.done,
+            "resumed": self.resumed,
+            "failed": self.failed,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "seconds": round(time.monotonic() - self.started, 3),
+        }
+
+
+class RecordFailed(Exception):
+    """Raised by a `process` function to send its record to the errors file with extra detail."""
+
+    def __init__(self, reason: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.detail = detail or {}
+
+
+async def run_jobs(
+    jobs: Iterator[Job[T]],
+    process: Callable[[Job[T]], Awaitable[list[dict[str, Any]]]],
+    store: OutputStore,
+    *,
+    concurrency: int,
+    limit: int | None = None,
+    counts: RunCounts | None = None,
+    on_progress: Callable[[RunCounts], None] | None = None,
+) -> RunCounts:
+    counts = counts or RunCounts()
+    seen: set[str] = set(store.done)
+    in_flight: dict[asyncio.Task[list[dict[str, Any]]], Job[T]] = {}
+    input_error: InputError | None = None
+    dispatched = 0
+    exhausted = False
+
+    def next_job() -> Job[T] | None:
+        nonlocal exhausted, input_error, dispatched
+        while not exhausted:
+            if limit is not None and dispatched >= limit:
+                exhausted = True
+                return None
+            try:
+                job = next(jobs)
+            except StopIteration:
+                exhausted = True
+                return None
+            except InputError as exc:
+                input_error = exc
+                exhausted = True
+                return None
+            dispatched += 1
+            if job.id in store.done:
+                counts.resumed += 1
+                continue
+            if job.id in seen:
+                counts.duplicates += 1
+                continue
+            seen.add(job.id)
+            return job
+        return None
+
+    def fill() -> None:
+        while len(in_flight) < concurrency:
+            job = next_job()
+            if job is None:
+                return
+            in_flight[asyncio.ensure_future(process(job))] = job
+
+    try:
+        fill()
+        while in_flight:
+            finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                job = in_flight.pop(task)
+                exc = task.exception()
+                if exc is None:
+                    store.write_rows(task.result())
+                    store.done.add(job.id)
+                    counts.done += 1
+                elif isinstance(exc, ProviderError | ParseError | RecordFailed):
+                    row: dict[str, Any] = {"id": job.id, "where": job.where, "error": str(exc)}
+                    if isinstance(exc, ProviderError):
+                        row["status"] = exc.status
+                    if isinstance(exc, ParseError):
+                        row["raw"] = exc.raw
+                    if isinstance(exc, RecordFailed):
+                        row.update(exc.detail)
+                    store.write_error(row)
+                    counts.failed += 1
+                else:
+                    raise exc
+            if on_progress:
+                on_progress(counts)
+            fill()
+    finally:
+        for task in in_flight:
+            task.cancel()
+        if in_flight:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+    if input_error is not None:
+        raise input_error
+    return counts
+
+
+def is_fatal(exc: BaseException) -> bool:
+    return isinstance(exc, CaitoolError) and not isinstance(exc, ProviderError | ParseError)
