@@ -226,3 +226,97 @@ def prompt_items(
             given = full[i + 1].content
         out.append((f"{rid}-t{k}", PromptItem(tuple(conv[: i + 1]), given)))
     return out
+
+
+@dataclass(frozen=True)
+class PairItem:
+    """Two candidate responses to the same conversation (which ends with a user turn)."""
+
+    messages: tuple[Message, ...]
+    response_a: str
+    response_b: str
+
+
+def _response_text(value: Any, where: str, name: str) -> str:
+    """A response given as a string, or as a message list whose last turn is the assistant's."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise InputError(where, f"field {name!r} is empty")
+        return value
+    if isinstance(value, list) and value:
+        last = value[-1]
+        if (
+            isinstance(last, dict)
+            and last.get("role") == "assistant"
+            and isinstance(last.get("content"), str)
+        ):
+            return str(last["content"])
+    raise InputError(where, f"field {name!r} must be a string or messages ending with an assistant turn")
+
+
+def _split_shared_prefix(chosen: list[Message], rejected: list[Message], where: str) -> PairItem:
+    """HH-RLHF and TRL implicit-prompt pairs: the shared turns are the conversation, the final assistant
+    turns are the two responses."""
+    n = 0
+    while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+        n += 1
+    prefix = chosen[:n]
+    tail_c, tail_r = chosen[n:], rejected[n:]
+    if len(tail_c) != 1 or len(tail_r) != 1 or tail_c[0].role != "assistant" or tail_r[0].role != "assistant":
+        raise InputError(where, "'chosen' and 'rejected' must share every turn but a final assistant turn")
+    if not prefix or prefix[-1].role != "user":
+        raise InputError(where, "the shared conversation must end with a human turn")
+    return PairItem(tuple(prefix), tail_c[0].content, tail_r[0].content)
+
+
+def pair_item(line: Line, *, field: str | None = None) -> tuple[str, PairItem]:
+    """One comparison from a line in any of the accepted shapes, with its stable id:
+    `{prompt|messages, response_a, response_b}`, TRL `{prompt, chosen, rejected}` (text or messages), or
+    HH-RLHF / TRL implicit-prompt `{chosen, rejected}` (the shared prefix is the conversation)."""
+    where, data = line.where, line.data
+    if "response_a" in data or "response_b" in data:
+        name = pick_field(data, where, field)
+        conv = parse_conversation(data[name], where, name)
+        if conv[-1].role == "assistant":
+            conv = conv[:-1]
+        if not conv or conv[-1].role != "user":
+            raise InputError(where, f"field {name!r} has no human turn to respond to")
+        for key in ("response_a", "response_b"):
+            if key not in data:
+                raise InputError(where, f"missing field {key!r}")
+        item = PairItem(
+            tuple(conv),
+            _response_text(data["response_a"], where, "response_a"),
+            _response_text(data["response_b"], where, "response_b"),
+        )
+    elif "chosen" in data and "rejected" in data:
+        prompt_field = field or ("prompt" if "prompt" in data else None)
+        if prompt_field is not None:
+            conv = parse_conversation(data[prompt_field], where, prompt_field)
+            if conv[-1].role != "user":
+                raise InputError(where, f"field {prompt_field!r} must end with a human turn")
+            item = PairItem(
+                tuple(conv),
+                _response_text(data["chosen"], where, "chosen"),
+                _response_text(data["rejected"], where, "rejected"),
+            )
+        else:
+            chosen = parse_conversation(data["chosen"], where, "chosen")
+            rejected = parse_conversation(data["rejected"], where, "rejected")
+            item = _split_shared_prefix(chosen, rejected, where)
+    else:
+        raise InputError(
+            where,
+            "not a pair: expected response_a/response_b, or chosen/rejected (TRL or HH-RLHF); "
+            "for prompts only, pass --policy to sample the pair",
+        )
+    if "id" in data:
+        rid = record_id(data, where, list(item.messages))
+    else:
+        blob = json.dumps(
+            [[m.to_dict() for m in item.messages], item.response_a, item.response_b],
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+        rid = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return rid, item

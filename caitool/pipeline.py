@@ -42,6 +42,7 @@ class RunSpec:
     quiet: bool = False
     overwrite: bool = False
     total: int | None = None
+    id_key: str = "id"
     extra_manifest: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
@@ -116,7 +117,7 @@ def execute(
         "argv": sys.argv[1:],
         **spec.extra_manifest,
     }
-    store = OutputStore(files, spec.fingerprint(), manifest, overwrite=spec.overwrite)
+    store = OutputStore(files, spec.fingerprint(), manifest, overwrite=spec.overwrite, id_key=spec.id_key)
     store.open()
     if store.repaired_bytes:
         info(

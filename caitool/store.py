@@ -113,6 +113,7 @@ class OutputStore:
     fingerprint: str
     manifest: dict[str, Any]
     overwrite: bool = False
+    id_key: str = "id"  # the row field that names the input record (several rows may share it)
     done: set[str] = field(default_factory=set)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     repaired_bytes: int = 0
@@ -172,7 +173,7 @@ class OutputStore:
                 hint="rerun with the original settings to resume, or pass --overwrite to start over",
             )
         self.repaired_bytes = repair_tail(f.output)
-        self.done = read_ids(f.output)
+        self.done = read_ids(f.output, self.id_key)
 
     def _load_steps(self, path: Path) -> None:
         with path.open("rb") as fh:

@@ -1,0 +1,467 @@
+"""AI preference labels for one pair (Bai et al. 2022, Sec. 4.1).
+
+Reads: a conversation and two responses. Does: for each of `ensemble` comparison principles (drawn with the
+seed and the record id; the paper used one) and each order ((A, B), and (B, A) with `both_orders`), renders
+the multiple-choice question with few-shot examples (each under its own independently drawn principle) and
+obtains P(A is better):
+- `logprobs`: the normalized probability of the option letters at the answer position (soft label);
+- `votes`: models without log-probs (Anthropic; servers that drop them) answer K times at temperature 1,
+  and the smoothed vote share is the estimate;
+- `cot-*`: the chain-of-thought variant: sample reasoning, then read the answer after it; averaged over
+  `cot_samples`, then clamped (the paper clamps CoT labels to [0.4, 0.6]).
+An answer that names neither option is asked again (bounded), then the record fails with the raw text:
+never a silent 0.5. Writes: a TRL conversational preference row with `p_chosen`, `margin` and provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from caitool.constitution import ComparisonPrinciple, Constitution
+from caitool.errors import ConfigError
+from caitool.inputs import PairItem
+from caitool.labels import NoAnswer, OptionScore, clamp, logit, parse_vote, score_answer, vote_probability
+from caitool.prompts import check_template, load_toml, render
+from caitool.providers.base import Completion, GenerateParams, Message, Usage
+from caitool.retry import ResilientClient
+from caitool.runner import Job, RecordFailed
+
+Mode = Literal["completion", "chat", "chat-prefill"]
+Order = Literal["ab", "ba"]
+
+_FIELDS = {"conversation", "principle", "response_a", "response_b", "reasoning", "content", "answer"}
+
+
+@dataclass(frozen=True)
+class LabelExample:
+    conversation: tuple[Message, ...]
+    response_a: str
+    response_b: str
+    answer: str
+    reasoning: str
+
+
+@dataclass(frozen=True)
+class LabelTemplates:
+    completion: dict[str, Any]
+    chat: dict[str, Any]
+    examples: tuple[LabelExample, ...]
+    source: str
+    sha256: str
+
+
+def load_label_templates(
+    template: str = "label_pairs", fewshot: str = "label_pairs_fewshot", n_fewshot: int | None = None
+) -> LabelTemplates:
+    data, source, sha_t = load_toml(template)
+    for section in ("completion", "chat"):
+        for key, value in data.get(section, {}).items():
+            if isinstance(value, str):
+                check_template(f"{source}: {section}.{key}", value, _FIELDS)
+    examples: list[LabelExample] = []
+    sha_f = ""
+    if n_fewshot != 0:
+        fdata, fsource, sha_f = load_toml(fewshot)
+        for i, ex in enumerate(fdata.get("example", [])):
+            try:
+                answer = str(ex["answer"]).strip().strip("()").upper()
+                if answer not in ("A", "B"):
+                    raise ConfigError(f"{fsource}: example {i + 1}: answer must be A or B")
+                examples.append(
+                    LabelExample(
+                        conversation=tuple(Message(m["role"], m["content"]) for m in ex["conversation"]),
+                        response_a=ex["response_a"],
+                        response_b=ex["response_b"],
+                        answer=answer,
+                        reasoning=ex.get("reasoning", ""),
+                    )
+                )
+            except (KeyError, TypeError) as exc:
+                raise ConfigError(f"{fsource}: example {i + 1} is missing {exc}") from None
+        if n_fewshot is not None:
+            examples = examples[:n_fewshot]
+    sha = hashlib.sha256(f"{sha_t}:{sha_f}:{len(examples)}".encode()).hexdigest()
+    return LabelTemplates(data.get("completion", {}), data.get("chat", {}), tuple(examples), source, sha)
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    mode: Mode = "chat"
+    seed: int = 0
+    ensemble: int = 1
+    both_orders: bool = False
+    cot: bool = False
+    cot_samples: int = 1
+    cot_max_tokens: int = 256
+    clamp: tuple[float, float] | None = None
+    votes: int = 0  # > 0: estimate from K sampled answers instead of log-probs
+    reask: int = 2
+    top_logprobs: int = 20
+    temperature: float = 1.0
+
+
+@dataclass
+class Question:
+    """One scored question: a principle, an order, and P(A) in the *original* response order."""
+
+    principle_id: str
+    order: Order
+    p_a: float
+    logprob_first: float | None = None
+    logprob_second: float | None = None
+    ab_mass: float | None = None
+    bounded: list[str] = field(default_factory=list)
+    votes: dict[str, int] | None = None
+    samples: list[float] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    reasks: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "principle_id": self.principle_id,
+            "order": self.order,
+            "p_a": self.p_a,
+            "logprob_first": self.logprob_first,
+            "logprob_second": self.logprob_second,
+            "ab_mass": self.ab_mass,
+            "bounded": self.bounded,
+            "votes": self.votes,
+            "samples": self.samples,
+            "reasoning": self.reasoning,
+            "reasks": self.reasks,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Question:
+        return cls(**d)
+
+
+def label_source(settings: LabelSettings) -> str:
+    base = "votes" if settings.votes else "logprobs"
+    return f"cot-{base}" if settings.cot else base
+
+
+def _seed(*parts: object) -> int:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+class Labeler:
+    def __init__(
+        self,
+        client: ResilientClient,
+        constitution: Constitution,
+        templates: LabelTemplates,
+        settings: LabelSettings,
+        *,
+        steps: dict[str, dict[str, Any]] | None = None,
+        save_step: Callable[[str, str, Any], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.constitution = constitution
+        self.t = templates
+        self.s = settings
+        self.steps = steps if steps is not None else {}
+        self.save_step = save_step or (lambda _i, _s, _d: None)
+        if not constitution.comparisons:
+            raise ConfigError(f"constitution {constitution.name!r} has no comparison principles")
+
+    # -- rendering (pure) -------------------------------------------------------------------------------
+
+    def _conversation(self, messages: tuple[Message, ...]) -> str:
+        c = self.t.completion
+        return c.get("turn_separator", "\n\n").join(
+            render(c["assistant" if m.role == "assistant" else "user"], content=m.content)
+            for m in messages
+            if m.role != "system"
+        )
+
+    def _fill(self, template: str, messages: tuple[Message, ...], principle: str, a: str, b: str) -> str:
+        return render(
+            template,
+            conversation=self._conversation(messages),
+            principle=principle,
+            response_a=a,
+            response_b=b,
+        )
+
+    def _example_principles(self, rng: random.Random) -> list[ComparisonPrinciple]:
+        return self.constitution.sample_comparisons(rng, len(self.t.examples)) if self.t.examples else []
+
+    def render_question(
+        self, item: PairItem, principle: ComparisonPrinciple, order: Order, rng: random.Random
+    ) -> list[Message] | str:
+        """The exact request for the answer (non-CoT), or for the reasoning (CoT)."""
+        a, b = (item.response_a, item.response_b) if order == "ab" else (item.response_b, item.response_a)
+        ex_principles = self._example_principles(rng)
+        cot = self.s.cot
+        if self.s.mode == "completion":
+            c = self.t.completion
+            parts = []
+            for ex, p in zip(self.t.examples, ex_principles, strict=True):
+                if cot:
+                    q = self._fill(c["cot_question"], ex.conversation, p.text, ex.response_a, ex.response_b)
+                    parts.append(
+                        q
+                        + render(c["cot_answer"], reasoning=ex.reasoning)
+                        + render(c["answer"], answer=ex.answer)
+                    )
+                else:
+                    q = self._fill(c["question"], ex.conversation, p.text, ex.response_a, ex.response_b)
+                    parts.append(q + render(c["answer"], answer=ex.answer))
+            key = "cot_question" if cot else "question"
+            parts.append(self._fill(c[key], item.messages, principle.text, a, b))
+            return c.get("example_separator", "\n\n\n").join(parts)
+        ch = self.t.chat
+        msgs: list[Message] = [m for m in item.messages if m.role == "system"][:1]
+        for ex, p in zip(self.t.examples, ex_principles, strict=True):
+            if cot:
+                msgs.append(
+                    Message(
+                        "user",
+                        self._fill(ch["cot_question"], ex.conversation, p.text, ex.response_a, ex.response_b),
+                    )
+                )
+                msgs.append(Message("assistant", f"{ex.reasoning} {ch['cot_followup']}{ex.answer})"))
+            else:
+                msgs.append(
+                    Message(
+                        "user",
+                        self._fill(ch["question"], ex.conversation, p.text, ex.response_a, ex.response_b),
+                    )
+                )
+                msgs.append(Message("assistant", render(ch["answer"], answer=ex.answer)))
+        key = "cot_question" if cot else "question"
+        msgs.append(Message("user", self._fill(ch[key], item.messages, principle.text, a, b)))
+        return msgs
+
+    def _prefilled(self, messages: list[Message], prefix: str) -> str:
+        render_chat = getattr(self.client.client, "render_chat", None)
+        if render_chat is None:
+            raise ConfigError(f"{self.client.spec}: chat-prefill needs a local model with a chat template")
+        return str(render_chat(messages)) + prefix
+
+    # -- model calls ------------------------------------------------------------------------------------
+
+    def _params(
+        self, *, max_tokens: int, logprobs: bool, seed: int, n: int = 1, stop: tuple[str, ...] = ()
+    ) -> GenerateParams:
+        return GenerateParams(
+            temperature=self.s.temperature,
+            max_tokens=max_tokens,
+            logprobs=logprobs,
+            top_logprobs=self.s.top_logprobs if logprobs else 0,
+            seed=seed,
+            n=n,
+            stop=stop,
+        )
+
+    async def _call(self, request: list[Message] | str, params: GenerateParams, usage: Usage) -> Completion:
+        if isinstance(request, str):
+            result = await self.client.complete(request, params)
+        else:
+            result = await self.client.chat(request, params)
+        usage.add(result.usage)
+        return result
+
+    async def _answer_logprobs(
+        self, request: list[Message] | str, seed: int, usage: Usage
+    ) -> tuple[OptionScore, int]:
+        """Score the answer position, re-asking (bounded) when no option appears."""
+        raw = ""
+        for attempt in range(self.s.reask + 1):
+            result = await self._call(
+                request, self._params(max_tokens=3, logprobs=True, seed=seed + attempt), usage
+            )
+            choice = result.choices[0]
+            raw = choice.text
+            if not choice.logprobs:
+                raise RecordFailed(
+                    f"{self.client.spec} returned no log-probs",
+                    {"hint": "this server drops log-probs: use --votes K", "raw": raw},
+                )
+            try:
+                return score_answer(choice.logprobs), attempt
+            except NoAnswer:
+                continue
+        raise RecordFailed(f"no (A)/(B) answer after {self.s.reask + 1} attempts", {"raw": raw})
+
+    async def _answer_votes(
+        self, request: list[Message], seed: int, usage: Usage, k: int
+    ) -> tuple[dict[str, int], int, str]:
+        votes = {"A": 0, "B": 0}
+        raw = ""
+        for attempt in range(self.s.reask + 1):
+            result = await self._call(
+                request, self._params(max_tokens=8, logprobs=False, seed=seed + attempt, n=k), usage
+            )
+            for choice in result.choices:
+                raw = choice.text
+                vote = parse_vote(choice.text)
+                if vote:
+                    votes[vote] += 1
+            if votes["A"] + votes["B"]:
+                return votes, attempt, raw
+        raise RecordFailed(
+            f"no (A)/(B) answer in {k} sampled votes after {self.s.reask + 1} attempts", {"raw": raw}
+        )
+
+    async def _question(
+        self, rid: str, qi: int, item: PairItem, principle: ComparisonPrinciple, order: Order, usage: Usage
+    ) -> Question:
+        step = f"q{qi}.{order}"
+        cached = self.steps.get(rid, {}).get(step)
+        if cached is not None:
+            return Question.from_dict(cached)
+        rng = random.Random(f"caitool-label:{self.s.seed}:{rid}:{qi}:{order}")
+        request = self.render_question(item, principle, order, rng)
+        seed = _seed(self.s.seed, rid, step)
+        if self.s.cot:
+            q = await self._cot_question(request, principle, order, seed, usage)
+        elif self.s.votes:
+            assert not isinstance(request, str)
+            votes, reasks, _ = await self._answer_votes(request, seed, usage, self.s.votes)
+            p_first = vote_probability(votes["A"], votes["B"])
+            q = Question(principle.id, order, p_first, votes=votes, reasks=reasks)
+        else:
+            if self.s.mode == "chat-prefill":
+                assert not isinstance(request, str)
+                # The few-shot answers read "(B)", so the forced prefix is the opening parenthesis.
+                request = self._prefilled(request, "(")
+            score, reasks = await self._answer_logprobs(request, seed, usage)
+            q = Question(
+                principle.id,
+                order,
+                score.p_a,
+                logprob_first=score.logprob_a,
+                logprob_second=score.logprob_b,
+                ab_mass=score.ab_mass,
+                bounded=score.bounded,
+                reasks=reasks,
+            )
+        if order == "ba":  # the question's (A) was response B: express it as P(response A better)
+            q.p_a = 1.0 - q.p_a
+            q.samples = [1.0 - s for s in q.samples]
+        self.save_step(rid, step, q.to_dict())
+        return q
+
+    async def _cot_question(
+        self,
+        request: list[Message] | str,
+        principle: ComparisonPrinciple,
+        order: Order,
+        seed: int,
+        usage: Usage,
+    ) -> Question:
+        k = self.s.cot_samples
+        c, ch = self.t.completion, self.t.chat
+        if self.s.mode == "chat" and isinstance(request, list):
+            if self.s.votes or not self.client.supports_logprobs:
+                # Votes from the conclusions of K sampled chains of thought.
+                result = await self._call(
+                    request,
+                    self._params(max_tokens=self.s.cot_max_tokens, logprobs=False, seed=seed, n=k),
+                    usage,
+                )
+                texts = [ch_.text for ch_ in result.choices]
+                parsed = [parse_vote(t) for t in texts]
+                a, b = parsed.count("A"), parsed.count("B")
+                if a + b == 0:
+                    raise RecordFailed("no (A)/(B) conclusion in any chain of thought", {"raw": texts[-1]})
+                return Question(
+                    principle.id,
+                    order,
+                    a / (a + b),
+                    votes={"A": a, "B": b},
+                    samples=[1.0 if v == "A" else 0.0 for v in parsed if v],
+                    reasoning=texts,
+                )
+            result = await self._call(
+                request, self._params(max_tokens=self.s.cot_max_tokens, logprobs=False, seed=seed, n=k), usage
+            )
+            texts = [ch_.text.strip() for ch_ in result.choices]
+            requests: list[list[Message] | str] = [
+                [*request, Message("assistant", t), Message("user", ch["cot_followup"])] for t in texts
+            ]
+        else:
+            if isinstance(
+                request, list
+            ):  # chat-prefill: the local model's own template, then a forced prefix
+                base = self._prefilled(request, "Let's think step-by-step:")
+                answer_tail = " {reasoning}\n\nSo the answer is: ("
+            else:
+                base = request
+                answer_tail = ""
+            stop = tuple(c.get("cot_stop", ()))
+            result = await self._call(
+                base,
+                self._params(max_tokens=self.s.cot_max_tokens, logprobs=False, seed=seed, n=k, stop=stop),
+                usage,
+            )
+            texts = [ch_.text.strip() for ch_ in result.choices]
+            if answer_tail:
+                requests = [base + answer_tail.format(reasoning=t) for t in texts]
+            else:
+                requests = [base + render(c["cot_answer"], reasoning=t) for t in texts]
+        samples: list[float] = []
+        masses: list[float] = []
+        reasks = 0
+        for i, req in enumerate(requests):
+            score, r = await self._answer_logprobs(req, seed + 101 * (i + 1), usage)
+            samples.append(score.p_a)
+            masses.append(score.ab_mass)
+            reasks += r
+        return Question(
+            principle.id,
+            order,
+            sum(samples) / len(samples),
+            ab_mass=sum(masses) / len(masses),
+            samples=samples,
+            reasoning=texts,
+            reasks=reasks,
+        )
+
+    async def label(self, job: Job[PairItem]) -> dict[str, Any]:
+        item, rid = job.item, job.id
+        usage = Usage()
+        rng = random.Random(f"caitool-label:{self.s.seed}:{rid}")
+        principles = self.constitution.sample_comparisons(rng, self.s.ensemble)
+        orders: list[Order] = ["ab", "ba"] if self.s.both_orders else ["ab"]
+        questions: list[Question] = []
+        for qi, p in enumerate(principles):
+            for order in orders:
+                questions.append(await self._question(rid, qi, item, p, order, usage))
+        p_raw = sum(q.p_a for q in questions) / len(questions)
+        p_a = clamp(p_raw, self.s.clamp)
+        disagreement = None
+        if self.s.both_orders:
+            pairs = [(questions[i].p_a, questions[i + 1].p_a) for i in range(0, len(questions), 2)]
+            disagreement = sum(abs(x - y) for x, y in pairs) / len(pairs)
+        a_wins = p_a >= 0.5
+        chosen, rejected = (
+            (item.response_a, item.response_b) if a_wins else (item.response_b, item.response_a)
+        )
+        p_chosen = p_a if a_wins else 1.0 - p_a
+        return {
+            "id": rid,
+            "prompt": [m.to_dict() for m in item.messages],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "p_chosen": p_chosen,
+            "margin": logit(p_chosen),
+            "caitool": {
+                "label_source": label_source(self.s),
+                "p_a": p_a,
+                "p_a_unclamped": p_raw,
+                "chosen_is": "a" if a_wins else "b",
+                "principle_ids": [p.id for p in principles],
+                "questions": [q.to_dict() for q in questions],
+                "position_disagreement": disagreement,
+                "clamp": list(self.s.clamp) if self.s.clamp else None,
+                "usage": usage.to_dict(),
+            },
+        }

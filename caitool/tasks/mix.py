@@ -1,0 +1,87 @@
+"""The paper's hybrid preference-model data (Bai et al. 2022, Sec. 4.1): AI-labelled harmlessness
+comparisons mixed with human helpfulness comparisons (135,296 human + 182,831 AI in the paper).
+
+Both inputs are read whole (shuffling needs them in memory); each row keeps `caitool.label_source`
+("human" for human comparisons, whose label is hard: p_chosen = 1) and `caitool.mix_source` (file:line).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from caitool.errors import InputError, UsageError
+from caitool.inputs import pair_item, read_lines
+from caitool.labels import logit
+
+
+def parse_ratio(ratio: str | None) -> tuple[float, float] | None:
+    if ratio is None:
+        return None
+    try:
+        a, h = (float(x) for x in ratio.split(":"))
+    except ValueError:
+        raise UsageError(f"--ratio {ratio!r}: expected AI:HUMAN, e.g. 1:1 or 182831:135296") from None
+    if a < 0 or h < 0 or a + h == 0:
+        raise UsageError(f"--ratio {ratio!r}: parts must be non-negative and not both zero")
+    return a, h
+
+
+def _ai_rows(path: str) -> list[dict[str, Any]]:
+    rows = []
+    for line in read_lines(path):
+        if isinstance(line, InputError):
+            raise line
+        row = dict(line.data)
+        for key in ("prompt", "chosen", "rejected", "p_chosen"):
+            if key not in row:
+                raise InputError(line.where, f"not a label-pairs row: missing {key!r}")
+        meta = dict(row.get("caitool") or {})
+        meta["mix_source"] = line.where
+        row["caitool"] = meta
+        rows.append(row)
+    return rows
+
+
+def _human_rows(path: str) -> list[dict[str, Any]]:
+    rows = []
+    for line in read_lines(path):
+        if isinstance(line, InputError):
+            raise line
+        rid, item = pair_item(line)  # response_a = the human-preferred ("chosen") response
+        rows.append(
+            {
+                "id": f"human-{rid}",
+                "prompt": [m.to_dict() for m in item.messages],
+                "chosen": [{"role": "assistant", "content": item.response_a}],
+                "rejected": [{"role": "assistant", "content": item.response_b}],
+                "p_chosen": 1.0,
+                "margin": logit(1.0),
+                "caitool": {"label_source": "human", "mix_source": line.where},
+            }
+        )
+    return rows
+
+
+def mix_preferences(
+    ai_path: str, human_path: str, ratio: str | None, seed: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    ai, human = _ai_rows(ai_path), _human_rows(human_path)
+    rng = random.Random(f"caitool-mix:{seed}")
+    rng.shuffle(ai)
+    rng.shuffle(human)
+    parts = parse_ratio(ratio)
+    if parts is not None:
+        a, h = parts
+        # The largest mix with exactly the stated proportions that both inputs can supply.
+        if h == 0:
+            human = []
+        elif a == 0:
+            ai = []
+        else:
+            scale = min(len(ai) / a, len(human) / h)
+            ai, human = ai[: round(a * scale)], human[: round(h * scale)]
+    # The two sources may share ids (the same prompt labelled by AI and by people): keep both.
+    rows = ai + human
+    rng.shuffle(rows)
+    return rows, {"ai": len(ai), "human": len(human)}
