@@ -37,6 +37,8 @@ def fake(server: FakeServer) -> FakeServer:
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "CAITOOL_"))}
     env.update({"OPENAI_API_KEY": SENTINEL_KEY, "ANTHROPIC_API_KEY": SENTINEL_KEY, "NO_COLOR": "1"})
+    # A closed local port: a test that forgets --base-url fails here instead of calling a hosted API.
+    env.update({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})
     env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     env.update(extra)
     return env

@@ -1,3 +1,12 @@
-"""Every command module, imported once so that it registers itself on `caitool.cli.app`."""
+"""Every command module, imported once so that it registers itself on `caitool.cli.app`.
 
-from caitool.cli import critique_revise, label_pairs, principles  # noqa: F401
+`app` is re-exported so `typer caitool.cli.commands utils docs` sees the full command tree.
+"""
+
+from caitool.cli import (  # noqa: F401
+    app,
+    compare,
+    critique_revise,
+    label_pairs,
+    principles,
+)
