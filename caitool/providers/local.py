@@ -4,9 +4,13 @@
 importing that package, whose own imports pull in the `llm` CLI). `local/PATH.gguf` runs any other GGUF file.
 
 llama.cpp is not thread-safe and uses every core for one request, so calls run one at a time on a single
-worker thread; concurrency above 1 only queues. Log-probs need `logits_all=True`, which costs memory
-proportional to the context, so the model is reloaded with it only when a request asks for log-probs
-(loading takes ~0.1 s).
+worker thread; concurrency above 1 only queues.
+
+Log-probs: llama-cpp-python only returns them with `logits_all=True`, which keeps the logits of every
+prompt token (n_ctx x 49k floats) and made a 250-token (A)/(B) question take ~9 s instead of ~0.8 s here.
+A request that asks for log-probs is therefore decoded by a short loop of our own: evaluate the prompt,
+read the last position's logits, take the log-softmax (the model's raw distribution, as llama.cpp's server
+reports it), record the top-k, sample the next token, repeat up to max_tokens.
 """
 
 from __future__ import annotations
@@ -63,25 +67,18 @@ class LocalClient:
         self.model_path = resolve_model_path(model)
         self.n_ctx = n_ctx
         self._llama: Any = None
-        self._llama_logits_all = False
         self._lock = threading.Lock()
 
-    def _get(self, logits_all: bool) -> Any:
-        if self._llama is not None and (self._llama_logits_all or not logits_all):
+    def _get(self) -> Any:
+        if self._llama is not None:
             return self._llama
         try:
             from llama_cpp import Llama
         except ImportError:
             raise UsageError("llama-cpp-python is not installed", hint=INSTALL_HINT) from None
-        self._llama = None
         self._llama = Llama(
-            model_path=str(self.model_path),
-            n_ctx=self.n_ctx,
-            n_threads=os.cpu_count() or 2,
-            logits_all=logits_all,
-            verbose=False,
+            model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=os.cpu_count() or 2, verbose=False
         )
-        self._llama_logits_all = logits_all
         return self._llama
 
     @staticmethod
@@ -99,7 +96,10 @@ class LocalClient:
 
     def _run(self, fn_name: str, payload: Any, params: GenerateParams) -> Completion:
         with self._lock:
-            llama = self._get(params.logprobs)
+            llama = self._get()
+            if params.logprobs:
+                prompt = payload if isinstance(payload, str) else self._render(llama, payload)
+                return self._complete_with_logprobs(llama, prompt, params)
             fn = getattr(llama, fn_name)
             choices: list[Choice] = []
             usage = Usage(calls=1)
@@ -107,12 +107,6 @@ class LocalClient:
                 kw = self._kwargs(params)
                 if params.seed is not None:
                     kw["seed"] = params.seed + i
-                if params.logprobs:
-                    kw["logprobs"] = (
-                        True if fn_name == "create_chat_completion" else max(1, params.top_logprobs)
-                    )
-                    if fn_name == "create_chat_completion" and params.top_logprobs:
-                        kw["top_logprobs"] = params.top_logprobs
                 try:
                     out = fn(payload, **kw)
                 except ValueError as exc:  # context overflow and similar: the request itself is wrong
@@ -122,6 +116,76 @@ class LocalClient:
                 usage.input_tokens += int(u.get("prompt_tokens", 0))
                 usage.output_tokens += int(u.get("completion_tokens", 0))
             return Completion(choices=choices, usage=usage, model=self.model_path.name)
+
+    def _complete_with_logprobs(self, llama: Any, prompt: str, params: GenerateParams) -> Completion:
+        import numpy as np
+        from llama_cpp import llama_cpp as lib
+
+        tokens = llama.tokenize(prompt.encode("utf-8"), special=True)
+        if len(tokens) + params.max_tokens > self.n_ctx:
+            raise ProviderError(
+                f"{self.spec}: prompt of {len(tokens)} tokens exceeds the context", retryable=False
+            )
+        n_vocab = llama.n_vocab()
+        eos = llama.token_eos()
+        k = max(1, params.top_logprobs)
+        choices: list[Choice] = []
+        usage = Usage(input_tokens=len(tokens) * max(1, params.n), calls=1)
+        for i in range(max(1, params.n)):
+            rng = np.random.default_rng(None if params.seed is None else params.seed + i)
+            llama.reset()
+            llama.eval(tokens)
+            text, lps, finish = "", [], "length"
+            for _ in range(params.max_tokens):
+                logits = np.ctypeslib.as_array(lib.llama_get_logits(llama.ctx), shape=(n_vocab,)).astype(
+                    np.float64
+                )
+                logp = logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+                top = np.argpartition(-logp, k)[:k]
+                top = top[np.argsort(-logp[top])]
+                if params.temperature <= 0:
+                    tok = int(top[0])
+                else:
+                    z = logits / params.temperature
+                    probs = np.exp(z - z.max())
+                    tok = int(rng.choice(n_vocab, p=probs / probs.sum()))
+                piece = llama.detokenize([tok]).decode("utf-8", "replace")
+                lps.append(
+                    TokenLogprob(
+                        token=piece,
+                        logprob=float(logp[tok]),
+                        top=tuple(
+                            TopLogprob(llama.detokenize([int(t)]).decode("utf-8", "replace"), float(logp[t]))
+                            for t in top
+                        ),
+                    )
+                )
+                usage.output_tokens += 1
+                if tok == eos:
+                    finish = "stop"
+                    break
+                text += piece
+                if any(stop in text for stop in params.stop):
+                    text = text[: min(text.index(st) for st in params.stop if st in text)]
+                    finish = "stop"
+                    break
+                llama.eval([tok])
+            choices.append(Choice(text=text, finish_reason=finish, logprobs=tuple(lps)))
+        return Completion(choices=choices, usage=usage, model=self.model_path.name)
+
+    @staticmethod
+    def _render(llama: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise UsageError("the GGUF file has no chat template")
+        eos = llama.detokenize([llama.token_eos()]).decode("utf-8", "replace")
+        bos = llama.detokenize([llama.token_bos()]).decode("utf-8", "replace")
+        formatter = Jinja2ChatFormatter(
+            template=template, eos_token=eos, bos_token=bos, add_generation_prompt=add_generation_prompt
+        )
+        return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
 
     @staticmethod
     def _choice(c: dict[str, Any], *, chat: bool) -> Choice:
@@ -160,19 +224,9 @@ class LocalClient:
 
     def render_chat(self, messages: list[Message], *, add_generation_prompt: bool = True) -> str:
         """The model's own chat template applied to `messages`, for completions with a forced prefix."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
         with self._lock:
-            llama = self._get(False)
-        template = llama.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise UsageError(f"{self.spec}: the GGUF file has no chat template")
-        eos = llama.detokenize([llama.token_eos()]).decode("utf-8", "replace")
-        bos = llama.detokenize([llama.token_bos()]).decode("utf-8", "replace")
-        formatter = Jinja2ChatFormatter(
-            template=template, eos_token=eos, bos_token=bos, add_generation_prompt=add_generation_prompt
-        )
-        return str(formatter(messages=[m.to_dict() for m in messages]).prompt)  # type: ignore[misc]
+            llama = self._get()
+            return self._render(llama, [m.to_dict() for m in messages], add_generation_prompt)
 
     async def aclose(self) -> None:
         self._llama = None
