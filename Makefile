@@ -20,7 +20,8 @@ $(VENV)/.stamp-local: pyproject.toml | $(BIN)/python
 
 # Everything the tests need: training stack (torch 2.13.0 CPU pinned in the same pip call) and dev tools.
 $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-local
-	$(PIP) install -e ".[local,train,dev]"
+	$(PIP) install -e ".[local,train,dev,plot]"
+	$(PIP) install --no-deps "openrlhf==0.11.2"  # source only, for tests/test_openrlhf_flags.py (needs CUDA to run)
 	touch $@
 
 setup: $(VENV)/.stamp-local
@@ -34,8 +35,9 @@ demo: setup
 	@head -n 1 demo-output/sl-cai.jsonl | $(BIN)/python -m json.tool
 
 lint: setup-dev
-	$(BIN)/ruff check caitool tests benchmarks examples
-	$(BIN)/ruff format --check caitool tests benchmarks examples
+	$(BIN)/ruff check caitool tests benchmarks examples scripts
+	$(BIN)/ruff format --check caitool tests benchmarks examples scripts
+	$(BIN)/python scripts/gen_cli_docs.py --check
 
 typecheck: setup-dev
 	$(BIN)/mypy

@@ -9,4 +9,5 @@ from caitool.cli import (  # noqa: F401
     critique_revise,
     label_pairs,
     principles,
+    train,
 )

@@ -1,0 +1,513 @@
+"""`caitool sft`, `caitool train-pm`, `caitool rl` and `caitool trainers list`: the trainer hand-off.
+
+Each command validates its flags and data, hands a `TrainJob` to a backend (`--backend`, default trl; see
+`caitool trainers list`), then writes `DIR/caitool-manifest.json` and a summary on stderr. sft output works
+as `rl --policy`, train-pm output as `rl --reward`. Nothing heavy is imported here: backends import torch and
+trl inside their `run`. The full description is in docs/training.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from caitool.cli import app
+from caitool.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from caitool.trainers.base import Knobs, Task, TrainJob, TrainResult
+
+trainers_app = typer.Typer(help="Training backends (trl, openrlhf, plugins).", no_args_is_help=True)
+app.add_typer(trainers_app, name="trainers")
+
+OutputDirOpt = Annotated[
+    str, typer.Option("--output", "-o", help="Output directory (model, tokenizer, caitool-manifest.json).")
+]
+BackendOpt = Annotated[
+    str, typer.Option("--backend", help="trl, openrlhf, or a plugin (see `caitool trainers list`).")
+]
+MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after N optimizer steps.")]
+EpochsOpt = Annotated[float | None, typer.Option("--epochs", min=0, help="Passes over the data.")]
+LrOpt = Annotated[float | None, typer.Option("--lr", min=0, help="Learning rate.")]
+BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch size per device.")]
+LoraOpt = Annotated[
+    bool, typer.Option("--lora", help="Train LoRA adapters (peft; `peft:` in --config), merged on save.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for the data split and training.")]
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", help="The backend's own arguments, YAML or JSON; flags override it."),
+]
+AccelerateOpt = Annotated[
+    str | None,
+    typer.Option("--accelerate-config", help="trl: run under `accelerate launch --config_file FILE`."),
+]
+DeepSpeedOpt = Annotated[
+    str | None, typer.Option("--deepspeed", help="trl: DeepSpeed JSON config (runs under accelerate launch).")
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Validate the data and print the plan or launch command on stdout; no training."
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Train into a directory that already holds a caitool manifest.")
+]
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    """--config FILE: a JSON or YAML mapping (YAML needs PyYAML, which caitool does not install)."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() in (".yaml", ".yml"):
+        try:
+            yaml: Any = importlib.import_module("yaml")  # optional: caitool does not depend on PyYAML
+        except ImportError:
+            raise ConfigError(
+                f"--config {path}: reading YAML needs PyYAML, which is not installed",
+                hint="pip install pyyaml, or write the file as JSON",
+            ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--config {path}: invalid YAML: {exc}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config {path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of argument names to values")
+    return data
+
+
+def canonical_argv(ctx: typer.Context) -> tuple[str, ...]:
+    """The command line as caitool understands it: the command name, positionals, then each option that
+    differs from its default. Used for the manifest and to re-run the command under `accelerate launch`."""
+    positionals: list[str] = []
+    options: list[str] = []
+    for param in ctx.command.params:  # typer vendors click: duck-type instead of isinstance
+        if param.name is None or param.name not in ctx.params:
+            continue
+        value = ctx.params[param.name]
+        kind = getattr(param, "param_type_name", "")
+        if kind == "argument":
+            positionals.append(str(value))
+            continue
+        if kind != "option" or value is None or value == param.default or value == []:
+            continue
+        if getattr(param, "is_flag", False):
+            if value:
+                options.append(param.opts[0])
+            elif getattr(param, "secondary_opts", None):
+                options.append(param.secondary_opts[0])
+        elif param.multiple:
+            for v in value:
+                options += [param.opts[0], str(v)]
+        else:
+            options += [param.opts[0], str(value)]
+    return (str(ctx.info_name), *positionals, *options)
+
+
+def _check_output(output: str, overwrite: bool, dry_run: bool) -> Path:
+    from caitool.trainers.manifest import MANIFEST
+
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {output}: exists and is not a directory")
+    if (out / MANIFEST).exists() and not overwrite and not dry_run:
+        raise UsageError(f"-o {output} already holds a trained model ({MANIFEST})", hint="add --overwrite")
+    return out
+
+
+def _existing(path: str | None, flag: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{flag} {path}: no such file")
+    return p
+
+
+def _knobs(
+    max_steps: int | None,
+    epochs: float | None,
+    lr: float | None,
+    batch_size: int | None,
+    lora: bool,
+    seed: int,
+    kl: float | None = None,
+) -> Knobs:
+    from caitool.trainers.base import Knobs
+
+    return Knobs(
+        max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora=lora, kl=kl, seed=seed
+    )
+
+
+def _run(ctx: typer.Context, backend_name: str, job: TrainJob, extra: dict[str, Any]) -> None:
+    """Run the job on its backend; then the manifest, the summary, or (dry run) the plan on stdout."""
+    from rich.markup import escape
+
+    from caitool.console import info
+    from caitool.trainers import get_backend
+    from caitool.trainers.data import sha256_file
+    from caitool.trainers.manifest import write_manifest
+
+    backend = get_backend(backend_name)
+    if not job.dry_run:
+        where = escape(f"{job.model} → {job.output}")
+        info(f"[dim]{job.command}: {backend.name} backend, {where}[/]", quiet=job.quiet)
+    result = backend.run(job)
+    if job.dry_run:
+        _print_plan(result)
+        for note in result.notes:
+            info(f"[dim]note: {escape(note)}[/]", quiet=job.quiet)
+        return
+    if not result.main_process or not result.trained:
+        return
+    mix = result.files.get("mix") if isinstance(result.files.get("mix"), list) else None
+    manifest = {
+        "command": job.command,
+        "argv": ["caitool", *job.argv],
+        "data": {
+            "path": str(job.data),
+            "sha256": sha256_file(job.data),
+            "rows": result.data_rows,
+            "mix": mix,
+        },
+        "base_model": job.model,
+        "reward_model": job.reward,
+        "backend": {"name": backend.name, "version": backend.version()},
+        "args": {**{k: v for k, v in ctx.params.items()}, **extra},
+        "config": job.options,
+        "metrics": result.metrics,
+        "launch_command": result.command,
+        "files": {k: v for k, v in result.files.items() if k != "mix"},
+        "notes": result.notes,
+    }
+    path = write_manifest(job.output, manifest)
+    if result.metrics.get("heldout"):
+        (job.output / "metrics.json").write_text(json.dumps(result.metrics, indent=2, sort_keys=True) + "\n")
+    _summary(job, result, path)
+
+
+def _print_plan(result: TrainResult) -> None:
+    if result.command:
+        typer.echo(shlex.join(result.command))
+    else:
+        typer.echo(json.dumps(result.metrics.get("plan", {}), indent=2, default=str))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _summary(job: TrainJob, result: TrainResult, manifest: Path) -> None:
+    from rich.markup import escape
+
+    from caitool.console import info
+
+    m = result.metrics
+    parts = [f"{job.command}: done"]
+    if "steps" in m:
+        parts.append(f"{m['steps']} steps in {m.get('train_seconds', 0):.1f}s")
+    if isinstance(m.get("train_loss"), float):
+        parts.append(f"loss {m['train_loss']:.4f}")
+    held = m.get("heldout")
+    if isinstance(held, dict) and held.get("n"):
+        parts.append(
+            f"held-out {held['n']} pairs: accuracy {_fmt(held['accuracy'])}, ECE {_fmt(held['ece'])}"
+            f" (metrics.json)"
+        )
+    parts.append(f"→ {job.output}")
+    info("[dim]" + escape("; ".join(parts)) + "[/]", quiet=job.quiet)
+    for note in result.notes:
+        info(f"[dim]note: {escape(note)}[/]", quiet=job.quiet)
+
+
+def _job(
+    ctx: typer.Context,
+    task: Task,
+    data: str,
+    output: str,
+    model: str,
+    knobs: Knobs,
+    config: str | None,
+    accelerate_config: str | None,
+    deepspeed: str | None,
+    dry_run: bool,
+    quiet: bool,
+    overwrite: bool,
+    **extra: Any,
+) -> TrainJob:
+    from caitool.trainers.base import TrainJob
+
+    data_path = Path(data)
+    if not data_path.is_file():
+        raise UsageError(f"{data}: no such file")
+    return TrainJob(
+        task=task,
+        data=data_path,
+        output=_check_output(output, overwrite, dry_run),
+        model=model,
+        knobs=knobs,
+        options=load_config(config),
+        accelerate_config=_existing(accelerate_config, "--accelerate-config"),
+        deepspeed=_existing(deepspeed, "--deepspeed"),
+        dry_run=dry_run,
+        quiet=quiet,
+        argv=canonical_argv(ctx),
+        **extra,
+    )
+
+
+# --------------------------------------------------------------------------------------------------- commands
+
+
+@app.command("sft")
+def sft(
+    ctx: typer.Context,
+    data: Annotated[str, typer.Argument(help="critique-revise output (--format sft or trace), JSONL.")],
+    output: OutputDirOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Base model: a directory or hub id.")],
+    rounds_kept: Annotated[
+        int | None,
+        typer.Option(
+            "--rounds-kept", min=1, help="Keep revisions of rounds 1..N (SL-CAI-N); default all rows."
+        ),
+    ] = None,
+    mix: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mix", help="FILE:WEIGHT, add WEIGHT × rows of helpfulness data from FILE (repeatable)."
+        ),
+    ] = None,
+    backend: BackendOpt = "trl",
+    max_steps: MaxStepsOpt = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lora: LoraOpt = False,
+    seed: SeedOpt = 0,
+    config: ConfigOpt = None,
+    accelerate_config: AccelerateOpt = None,
+    deepspeed: DeepSpeedOpt = None,
+    dry_run: DryRunOpt = False,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """SL-CAI: fine-tune BASE on critique-revise revisions (assistant-only loss), optionally with LoRA."""
+    from caitool.trainers.data import parse_mix
+
+    mixes = tuple(parse_mix(m) for m in mix or [])
+    for m in mixes:
+        if not m.path.is_file():
+            raise UsageError(f"--mix {m.path}: no such file")
+    job = _job(
+        ctx,
+        "sft",
+        data,
+        output,
+        model,
+        _knobs(max_steps, epochs, lr, batch_size, lora, seed),
+        config,
+        accelerate_config,
+        deepspeed,
+        dry_run,
+        quiet,
+        overwrite,
+        mix=mixes,
+        rounds_kept=rounds_kept,
+    )
+    _run(ctx, backend, job, {})
+
+
+@app.command("train-pm")
+def train_pm(
+    ctx: typer.Context,
+    pairs: Annotated[str, typer.Argument(help="label-pairs output (TRL preference JSONL with p_chosen).")],
+    output: OutputDirOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Base model for the preference model.")],
+    loss: Annotated[
+        str,
+        typer.Option("--loss", help="soft (cross-entropy on p_chosen), bt (hard Bradley–Terry) or margin."),
+    ] = "soft",
+    holdout: Annotated[
+        float,
+        typer.Option("--holdout", min=0, max=0.9, help="Fraction of pairs held out for accuracy and ECE."),
+    ] = 0.1,
+    backend: BackendOpt = "trl",
+    max_steps: MaxStepsOpt = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lora: LoraOpt = False,
+    seed: SeedOpt = 0,
+    config: ConfigOpt = None,
+    accelerate_config: AccelerateOpt = None,
+    deepspeed: DeepSpeedOpt = None,
+    dry_run: DryRunOpt = False,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Train a preference model on AI-labelled pairs; held-out accuracy and ECE go to DIR/metrics.json."""
+    from caitool.cli._common import check_choice
+    from caitool.trainers.base import LOSSES
+
+    check_choice("--loss", loss, LOSSES)
+    job = _job(
+        ctx,
+        "pm",
+        pairs,
+        output,
+        model,
+        _knobs(max_steps, epochs, lr, batch_size, lora, seed),
+        config,
+        accelerate_config,
+        deepspeed,
+        dry_run,
+        quiet,
+        overwrite,
+        loss=loss,
+        holdout=holdout,
+    )
+    _run(ctx, backend, job, {})
+
+
+def _reward_source(reward: str | None) -> str | None:
+    """A preference-model directory, or a `provider/model` feedback-model spec (not available yet)."""
+    if reward is None:
+        return None
+    if Path(reward).is_dir():
+        return reward
+    from caitool.providers import OPENAI_COMPATIBLE
+
+    provider = reward.partition("/")[0]
+    if "/" in reward and (provider in OPENAI_COMPATIBLE or provider in ("anthropic", "local")):
+        raise UsageError(
+            f"--reward {reward}: direct RLAIF with a feedback model needs label-pairs' scoring, "
+            "which is not wired into `caitool rl` yet",
+            hint="train a preference model with `caitool train-pm` and pass its directory as --reward",
+        )
+    raise UsageError(f"--reward {reward}: no such directory (expected a preference model from train-pm)")
+
+
+def _check_dirs(policy: str, reward: str | None) -> None:
+    from caitool.trainers.manifest import read_manifest
+
+    pm = read_manifest(Path(policy)) if Path(policy).is_dir() else None
+    if pm and pm.get("command") == "train-pm":
+        raise UsageError(
+            f"--policy {policy} is a preference model (train-pm output)", hint="pass it as --reward"
+        )
+    rm = read_manifest(Path(reward)) if reward else None
+    if rm and rm.get("command") in ("sft", "rl"):
+        raise UsageError(
+            f"--reward {reward} is a policy ({rm.get('command')} output), not a preference model"
+        )
+
+
+@app.command("rl")
+def rl(
+    ctx: typer.Context,
+    prompts: Annotated[
+        str, typer.Argument(help="Prompts JSONL (or, for --algo dpo, the preference pairs from label-pairs).")
+    ],
+    output: OutputDirOpt,
+    policy: Annotated[
+        str, typer.Option("--policy", "--model", "-m", help="Policy to start from (e.g. sft output).")
+    ],
+    algo: Annotated[
+        str, typer.Option("--algo", help="grpo, rloo, online-dpo, dpo (offline) or ppo.")
+    ] = "grpo",
+    reward: Annotated[
+        str | None,
+        typer.Option("--reward", help="PM_DIR from train-pm (or provider/model for direct RLAIF: not yet)."),
+    ] = None,
+    kl: Annotated[
+        float | None,
+        typer.Option(
+            "--kl", "--beta", min=0, help="KL coefficient to the reference (backend default if unset)."
+        ),
+    ] = None,
+    backend: BackendOpt = "trl",
+    max_steps: MaxStepsOpt = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lora: LoraOpt = False,
+    seed: SeedOpt = 0,
+    config: ConfigOpt = None,
+    accelerate_config: AccelerateOpt = None,
+    deepspeed: DeepSpeedOpt = None,
+    dry_run: DryRunOpt = False,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """RL from AI feedback: optimise the policy against the preference model (or DPO on the pairs)."""
+    from caitool.cli._common import check_choice
+    from caitool.trainers.base import ALGOS
+
+    check_choice("--algo", algo, ALGOS)
+    if algo == "dpo" and reward is not None:
+        raise UsageError("--algo dpo trains offline on preference pairs and takes no --reward")
+    reward_dir = _reward_source(reward)
+    _check_dirs(policy, reward_dir)
+    job = _job(
+        ctx,
+        "rl",
+        prompts,
+        output,
+        policy,
+        _knobs(max_steps, epochs, lr, batch_size, lora, seed, kl),
+        config,
+        accelerate_config,
+        deepspeed,
+        dry_run,
+        quiet,
+        overwrite,
+        algo=algo,
+        reward=reward_dir,
+    )
+    _run(ctx, backend, job, {})
+
+
+@trainers_app.command("list")
+def list_trainers(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per backend.")] = False,
+) -> None:
+    """Show each training backend, whether it is usable here, and its version."""
+    from caitool.trainers import list_backends
+
+    rows = list_backends()
+    if as_json:
+        for b in rows:
+            typer.echo(json.dumps(b.to_dict()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col in ("backend", "installed", "version", "ready", "from", "detail"):
+        table.add_column(col, overflow="fold")
+    for b in rows:
+        yes = {True: "yes", False: "no"}
+        table.add_row(b.name, yes[b.installed], b.version or "-", yes[b.ready], b.source, b.detail)
+    Console(highlight=False, soft_wrap=False).print(table)
