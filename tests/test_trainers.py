@@ -513,3 +513,21 @@ def test_output_dirs_chain_and_guard(work: Path, sft_dir: Path, pm_dir: Path) ->
     cfg.write_text('{"no_such_argument": 1}')
     bad = cli("sft", work / "sft.jsonl", "--model", work / "model", "-o", work / "x", "--config", cfg, *STEPS)
     assert isinstance(bad.exception, ConfigError) and "no_such_argument" in str(bad.exception)
+
+
+@needs_train
+@pytest.mark.parametrize("algo", ["grpo", "rloo"])
+def test_rl_direct_rlaif_with_a_feedback_model(work: Path, sft_dir: Path, fake: Any, algo: str) -> None:
+    """--reward provider/model: samples are compared pairwise by the feedback model over real HTTP."""
+    from transformers import AutoModelForCausalLM
+
+    fake.configure(answer_logprobs={" A": math.log(0.7), " B": math.log(0.3)})
+    out = work / f"rlaif-{algo}"
+    args = ["--policy", sft_dir, "--reward", "openai/judge", "--reward-base-url", fake.openai_base_url]
+    ok("rl", work / "prompts.jsonl", *args, "-o", out, "--algo", algo, "--config", work / "rl.json", *STEPS)
+    m = manifest(out)
+    assert m["metrics"]["steps"] == 2 and m["reward_model"] == "openai/judge"
+    assert any(k.startswith("rewards/ai_feedback") for k in m["metrics"]["last_log"])
+    # Each prompt's generations were compared in both orders: (A) = 0.7 then (A) = 0.7 averages to 0.5.
+    assert fake.stats()["by_endpoint"]["/v1/chat/completions"] >= 4
+    AutoModelForCausalLM.from_pretrained(out)

@@ -391,22 +391,41 @@ def train_pm(
     _run(ctx, backend, job, {})
 
 
-def _reward_source(reward: str | None) -> str | None:
-    """A preference-model directory, or a `provider/model` feedback-model spec (not available yet)."""
+def _reward_source(reward: str | None) -> tuple[str | None, str | None]:
+    """(preference-model directory, feedback-model spec): one of them, or neither."""
     if reward is None:
-        return None
+        return None, None
     if Path(reward).is_dir():
-        return reward
+        return reward, None
     from caitool.providers import OPENAI_COMPATIBLE
 
     provider = reward.partition("/")[0]
     if "/" in reward and (provider in OPENAI_COMPATIBLE or provider in ("anthropic", "local")):
-        raise UsageError(
-            f"--reward {reward}: direct RLAIF with a feedback model needs label-pairs' scoring, "
-            "which is not wired into `caitool rl` yet",
-            hint="train a preference model with `caitool train-pm` and pass its directory as --reward",
-        )
-    raise UsageError(f"--reward {reward}: no such directory (expected a preference model from train-pm)")
+        return None, reward
+    raise UsageError(
+        f"--reward {reward}: neither a preference-model directory (train-pm output) nor a provider/model spec"
+    )
+
+
+def _ai_feedback_reward(
+    spec: str, base_url: str | None, constitution: str | None, both_orders: bool, seed: int
+) -> Any:
+    """Direct RLAIF: label-pairs' (A)/(B) machinery as a reward function (caitool.tasks.rlaif_reward)."""
+    from caitool.cli._common import build_client
+    from caitool.constitution import load_constitution
+    from caitool.tasks.label_pairs import Labeler, LabelSettings, load_label_templates
+    from caitool.tasks.rlaif_reward import AIFeedbackReward
+
+    client = build_client(spec, base_url=base_url, api_key=None, timeout=120.0, retries=6, rpm=None, tpm=None)
+    mode = "chat-prefill" if spec.startswith("local/") else "chat"
+    settings = LabelSettings(
+        mode=mode,  # type: ignore[arg-type]
+        seed=seed,
+        both_orders=both_orders,
+        votes=0 if client.supports_logprobs else 5,
+    )
+    labeler = Labeler(client, load_constitution(constitution), load_label_templates(), settings)
+    return AIFeedbackReward(labeler)
 
 
 def _check_dirs(policy: str, reward: str | None) -> None:
@@ -439,8 +458,17 @@ def rl(
     ] = "grpo",
     reward: Annotated[
         str | None,
-        typer.Option("--reward", help="PM_DIR from train-pm (or provider/model for direct RLAIF: not yet)."),
+        typer.Option("--reward", help="PM_DIR from train-pm, or provider/model for direct RLAIF."),
     ] = None,
+    reward_base_url: Annotated[
+        str | None, typer.Option("--reward-base-url", help="Server URL of the --reward feedback model.")
+    ] = None,
+    reward_constitution: Annotated[
+        str | None, typer.Option("--reward-constitution", help="Comparison principles for direct RLAIF.")
+    ] = None,
+    reward_one_order: Annotated[
+        bool, typer.Option("--reward-one-order", help="Direct RLAIF: ask (A,B) only, not both orders.")
+    ] = False,
     kl: Annotated[
         float | None,
         typer.Option(
@@ -468,8 +496,18 @@ def rl(
     check_choice("--algo", algo, ALGOS)
     if algo == "dpo" and reward is not None:
         raise UsageError("--algo dpo trains offline on preference pairs and takes no --reward")
-    reward_dir = _reward_source(reward)
+    reward_dir, reward_spec = _reward_source(reward)
     _check_dirs(policy, reward_dir)
+    reward_fn = None
+    if reward_spec is not None:
+        if backend != "trl":
+            raise UsageError(f"--reward {reward_spec}: direct RLAIF runs on the trl backend only")
+        if algo not in ("grpo", "rloo", "online-dpo"):
+            raise UsageError(f"--algo {algo} takes a preference-model directory, not a feedback model")
+        if not dry_run:
+            reward_fn = _ai_feedback_reward(
+                reward_spec, reward_base_url, reward_constitution, not reward_one_order, seed
+            )
     job = _job(
         ctx,
         "rl",
@@ -484,9 +522,14 @@ def rl(
         quiet,
         overwrite,
         algo=algo,
-        reward=reward_dir,
+        reward=reward_dir or reward_spec,
+        reward_fn=reward_fn,
     )
-    _run(ctx, backend, job, {})
+    try:
+        _run(ctx, backend, job, {})
+    finally:
+        if reward_fn is not None:
+            reward_fn.close()
 
 
 @trainers_app.command("list")

@@ -67,6 +67,8 @@ class TrainJob:
     holdout: float = 0.1  # pm: fraction of pairs held out for accuracy / ECE
     algo: str | None = None  # rl
     reward: str | None = None  # rl: a preference-model directory
+    # rl: a callable reward function instead (direct RLAIF): fn(prompts, completions, **kw) -> list[float]
+    reward_fn: Any = None
     mix: tuple[MixSpec, ...] = ()  # sft
     rounds_kept: int | None = None  # sft
     accelerate_config: Path | None = None

@@ -693,9 +693,15 @@ def _run_rl(job: TrainJob, prepared: Prepared) -> TrainResult:
             peft_config=lora,
         )
     else:
-        assert job.reward is not None
-        reward_tok = _tokenizer(job.reward)
-        reward_model = _seq_cls(job.reward, reward_tok.pad_token_id)
+        reward_funcs: list[Any]
+        reward_classes: list[Any]
+        if job.reward_fn is not None:  # direct RLAIF: a feedback model scores samples online
+            reward_funcs, reward_classes = [job.reward_fn], [None]
+        else:
+            assert job.reward is not None
+            reward_tok = _tokenizer(job.reward)
+            reward_funcs = [_seq_cls(job.reward, reward_tok.pad_token_id)]
+            reward_classes = [reward_tok]
         ds = Dataset.from_list([{"prompt": m} for m in prepared.payload["prompts"]])
         if algo == "online-dpo":
             from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
@@ -703,8 +709,8 @@ def _run_rl(job: TrainJob, prepared: Prepared) -> TrainResult:
             trainer = _construct(
                 OnlineDPOTrainer,
                 model=policy,
-                reward_funcs=reward_model,
-                reward_processing_classes=reward_tok,
+                reward_funcs=reward_funcs[0],
+                reward_processing_classes=reward_classes[0],
                 args=_make_config(OnlineDPOConfig, config, job),
                 train_dataset=ds,
                 processing_class=tok,
@@ -718,8 +724,8 @@ def _run_rl(job: TrainJob, prepared: Prepared) -> TrainResult:
             trainer = _construct(
                 trainer_cls,
                 model=policy,
-                reward_funcs=[reward_model],
-                reward_processing_classes=[reward_tok],
+                reward_funcs=reward_funcs,
+                reward_processing_classes=reward_classes,
                 args=_make_config(config_cls, config, job),
                 train_dataset=ds,
                 processing_class=tok,
