@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 
 from caitool.errors import ConfigError, InputError, UsageError
+from caitool.testing.tiny_model import PLAIN_TEMPLATE, build_tiny_model
 from tests.trainer_fixtures import (
-    PLAIN_TEMPLATE,
-    build_tiny_model,
     pair_rows,
     prompt_rows,
     set_offline,
