@@ -7,6 +7,7 @@ from caitool.cli import (  # noqa: F401
     app,
     compare,
     critique_revise,
+    evaluate,
     label_pairs,
     principles,
     train,
