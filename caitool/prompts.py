@@ -10,11 +10,14 @@ import hashlib
 import json
 import string
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from caitool.errors import ConfigError
 from caitool.resources import data_dir
+
+T = TypeVar("T")
 
 
 def resolve(name_or_path: str, suffix: str = ".toml") -> Path:
@@ -41,6 +44,25 @@ def load_toml(name_or_path: str) -> tuple[dict[str, Any], str, str]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return data, str(path), content_hash(data)
+
+
+def load_examples(
+    name_or_path: str, n: int | None, parse: Callable[[dict[str, Any]], T]
+) -> tuple[list[T], str]:
+    """Few-shot examples: the `[[example]]` tables of a TOML file, each parsed by `parse`, the first `n`
+    kept (all when None, none when 0 without reading the file). Returns them and the file's content hash."""
+    if n == 0:
+        return [], ""
+    data, source, sha = load_toml(name_or_path)
+    examples = []
+    for i, raw in enumerate(data.get("example", [])):
+        try:
+            examples.append(parse(raw))
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"{source}: example {i + 1} is missing {exc}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{source}: example {i + 1}: {exc}") from None
+    return (examples if n is None else examples[:n]), sha
 
 
 def content_hash(data: Any) -> str:

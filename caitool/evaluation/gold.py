@@ -34,6 +34,7 @@ from caitool.labels import NoAnswer, parse_vote, score_answer, vote_probability
 from caitool.providers.base import GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job, RecordFailed
+from caitool.seeds import derive_seed
 
 Position = Literal["A", "B"]
 
@@ -207,11 +208,6 @@ class ScoreSettings:
     temperature: float = 1.0
 
 
-def _call_seed(*parts: object) -> int:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 class QuestionScorer:
     """P(A) for a question already written out, such as the paper's eval prompts ("... The answer is:")."""
 
@@ -260,12 +256,12 @@ class QuestionScorer:
     async def score(self, item: GoldItem) -> dict[str, Any]:
         assert item.prompt is not None
         usage = Usage()
-        p_a = await self.p_a(item.prompt, _call_seed(self.s.seed, item.id, "ab"), usage)
+        p_a = await self.p_a(item.prompt, derive_seed(self.s.seed, item.id, "ab"), usage)
         p = p_a if item.correct_position == "A" else 1.0 - p_a
         p_swapped = None
         if self.s.both_orders and item.swapped_prompt is not None:
             # In the swapped question the correct option sits in the other seat.
-            q = await self.p_a(item.swapped_prompt, _call_seed(self.s.seed, item.id, "ba"), usage)
+            q = await self.p_a(item.swapped_prompt, derive_seed(self.s.seed, item.id, "ba"), usage)
             p_swapped = q if item.correct_position == "B" else 1.0 - q
         return probability_row(item, p, p_swapped, {"usage": usage.to_dict()})
 

@@ -14,7 +14,6 @@ without new model calls.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from caitool.prompts import check_template, load_toml, render
 from caitool.providers.base import GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job
+from caitool.seeds import derive_seed
 
 PromptFormat = Literal["chat", "completion"]
 
@@ -116,11 +116,6 @@ def clean_prompt(raw: str) -> str:
     return ""
 
 
-def call_seed(seed: int, rid: str) -> int:
-    digest = hashlib.sha256(f"{seed}:{rid}:red-team".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 class RedTeamGenerator:
     def __init__(
         self,
@@ -156,7 +151,7 @@ class RedTeamGenerator:
                 max_tokens=p.max_tokens,
                 top_p=p.top_p,
                 stop=stop,
-                seed=call_seed(self.seed, job.id),
+                seed=derive_seed(self.seed, job.id, "red-team"),
             )
             result = await self.client.complete(request, params)
         else:
@@ -165,7 +160,7 @@ class RedTeamGenerator:
                 max_tokens=p.max_tokens,
                 top_p=p.top_p,
                 stop=p.stop,
-                seed=call_seed(self.seed, job.id),
+                seed=derive_seed(self.seed, job.id, "red-team"),
             )
             result = await self.client.chat(request, params)
         usage.add(result.usage)

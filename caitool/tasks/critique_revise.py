@@ -23,10 +23,11 @@ from caitool.constitution import Constitution, CritiquePrinciple
 from caitool.errors import ConfigError
 from caitool.inputs import PromptItem
 from caitool.parsing import clean_critique, clean_response, clean_revision, revision_flags
-from caitool.prompts import check_template, load_toml, render
+from caitool.prompts import check_template, load_examples, load_toml, render
 from caitool.providers.base import Completion, GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job
+from caitool.seeds import derive_seed
 
 PromptFormat = Literal["chat", "completion"]
 OutputFormat = Literal["trace", "sft"]
@@ -67,6 +68,17 @@ _COMPLETION_KEYS = {
 }
 
 
+def _fewshot_example(ex: dict[str, Any]) -> FewShotExample:
+    return FewShotExample(
+        conversation=tuple(Message(m["role"], m["content"]) for m in ex["conversation"]),
+        response=ex["response"],
+        critique_request=ex["critique_request"],
+        critique=ex["critique"],
+        revision_request=ex["revision_request"],
+        revision=ex["revision"],
+    )
+
+
 def load_templates(
     template: str = "critique_revise", fewshot: str = "critique_revise_fewshot", n_fewshot: int | None = None
 ) -> Templates:
@@ -80,26 +92,7 @@ def load_templates(
     stop = completion.get("stop", [])
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise ConfigError(f"{source}: completion.stop must be a list of strings")
-    examples: list[FewShotExample] = []
-    sha_f = ""
-    if n_fewshot != 0:
-        fdata, fsource, sha_f = load_toml(fewshot)
-        for i, ex in enumerate(fdata.get("example", [])):
-            try:
-                examples.append(
-                    FewShotExample(
-                        conversation=tuple(Message(m["role"], m["content"]) for m in ex["conversation"]),
-                        response=ex["response"],
-                        critique_request=ex["critique_request"],
-                        critique=ex["critique"],
-                        revision_request=ex["revision_request"],
-                        revision=ex["revision"],
-                    )
-                )
-            except (KeyError, TypeError) as exc:
-                raise ConfigError(f"{fsource}: example {i + 1} is missing {exc}") from None
-        if n_fewshot is not None:
-            examples = examples[:n_fewshot]
+    examples, sha_f = load_examples(fewshot, n_fewshot, _fewshot_example)
     sha = hashlib.sha256(f"{sha_t}:{sha_f}:{len(examples)}".encode()).hexdigest()
     return Templates(chat=chat, completion=completion, fewshot=tuple(examples), source=source, sha256=sha)
 
@@ -121,11 +114,6 @@ def draw_principles(
     """Uniform with replacement, one per round; the same seed and id always give the same draw."""
     rng = random.Random(f"caitool:{seed}:{record_id}")
     return constitution.sample_critiques(rng, rounds)
-
-
-def call_seed(seed: int, record_id: str, step: str) -> int:
-    digest = hashlib.sha256(f"{seed}:{record_id}:{step}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 class CritiqueReviser:
@@ -250,7 +238,7 @@ class CritiqueReviser:
             max_tokens=params.max_tokens,
             top_p=params.top_p,
             stop=stop,
-            seed=call_seed(self.s.seed, record_id, step),
+            seed=derive_seed(self.s.seed, record_id, step),
         )
         result: Completion
         if isinstance(request, str):

@@ -25,10 +25,11 @@ from caitool.constitution import ComparisonPrinciple, Constitution
 from caitool.errors import ConfigError
 from caitool.inputs import PairItem
 from caitool.labels import NoAnswer, OptionScore, clamp, logit, parse_vote, score_answer, vote_probability
-from caitool.prompts import check_template, load_toml, render
+from caitool.prompts import check_template, load_examples, load_toml, render
 from caitool.providers.base import Completion, GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job, RecordFailed
+from caitool.seeds import derive_seed
 
 Mode = Literal["completion", "chat", "chat-prefill"]
 Order = Literal["ab", "ba"]
@@ -54,6 +55,19 @@ class LabelTemplates:
     sha256: str
 
 
+def _label_example(ex: dict[str, Any]) -> LabelExample:
+    answer = str(ex["answer"]).strip().strip("()").upper()
+    if answer not in ("A", "B"):
+        raise ValueError("answer must be A or B")
+    return LabelExample(
+        conversation=tuple(Message(m["role"], m["content"]) for m in ex["conversation"]),
+        response_a=ex["response_a"],
+        response_b=ex["response_b"],
+        answer=answer,
+        reasoning=ex.get("reasoning", ""),
+    )
+
+
 def load_label_templates(
     template: str = "label_pairs", fewshot: str = "label_pairs_fewshot", n_fewshot: int | None = None
 ) -> LabelTemplates:
@@ -62,28 +76,7 @@ def load_label_templates(
         for key, value in data.get(section, {}).items():
             if isinstance(value, str):
                 check_template(f"{source}: {section}.{key}", value, _FIELDS)
-    examples: list[LabelExample] = []
-    sha_f = ""
-    if n_fewshot != 0:
-        fdata, fsource, sha_f = load_toml(fewshot)
-        for i, ex in enumerate(fdata.get("example", [])):
-            try:
-                answer = str(ex["answer"]).strip().strip("()").upper()
-                if answer not in ("A", "B"):
-                    raise ConfigError(f"{fsource}: example {i + 1}: answer must be A or B")
-                examples.append(
-                    LabelExample(
-                        conversation=tuple(Message(m["role"], m["content"]) for m in ex["conversation"]),
-                        response_a=ex["response_a"],
-                        response_b=ex["response_b"],
-                        answer=answer,
-                        reasoning=ex.get("reasoning", ""),
-                    )
-                )
-            except (KeyError, TypeError) as exc:
-                raise ConfigError(f"{fsource}: example {i + 1} is missing {exc}") from None
-        if n_fewshot is not None:
-            examples = examples[:n_fewshot]
+    examples, sha_f = load_examples(fewshot, n_fewshot, _label_example)
     sha = hashlib.sha256(f"{sha_t}:{sha_f}:{len(examples)}".encode()).hexdigest()
     return LabelTemplates(data.get("completion", {}), data.get("chat", {}), tuple(examples), source, sha)
 
@@ -143,11 +136,6 @@ class Question:
 def label_source(settings: LabelSettings) -> str:
     base = "votes" if settings.votes else "logprobs"
     return f"cot-{base}" if settings.cot else base
-
-
-def _seed(*parts: object) -> int:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 class Labeler:
@@ -319,7 +307,7 @@ class Labeler:
             return Question.from_dict(cached)
         rng = random.Random(f"caitool-label:{self.s.seed}:{rid}:{qi}:{order}")
         request = self.render_question(item, principle, order, rng)
-        seed = _seed(self.s.seed, rid, step)
+        seed = derive_seed(self.s.seed, rid, step)
         if self.s.cot:
             q = await self._cot_question(request, principle, order, seed, usage)
         elif self.s.votes:

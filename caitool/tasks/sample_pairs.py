@@ -3,7 +3,6 @@ its comparison pairs from the SL-CAI model)."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Callable
 from typing import Any, Literal
@@ -12,12 +11,9 @@ from caitool.inputs import PairItem, PromptItem
 from caitool.parsing import clean_response
 from caitool.providers.base import GenerateParams, Usage
 from caitool.retry import ResilientClient
+from caitool.seeds import derive_seed
 
 PairMode = Literal["all", "first"]
-
-
-def _seed(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 async def sample_responses(
@@ -45,7 +41,7 @@ async def sample_responses(
             max_tokens=params.max_tokens,
             top_p=params.top_p,
             n=k - len(texts),
-            seed=_seed(seed, record_id, "samples", attempt),
+            seed=derive_seed(seed, record_id, "samples", attempt),
         )
         result = await client.chat(list(item.messages), p)
         usage.add(result.usage)
