@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from caitool.errors import ConfigError, InputError, UsageError
-from caitool.testing.tiny_model import PLAIN_TEMPLATE, build_tiny_model
+from caitool.testing.tiny_model import BAD, GOOD, PLAIN_TEMPLATE, QUESTIONS, build_tiny_model
 from tests.trainer_fixtures import (
     pair_rows,
     prompt_rows,
@@ -530,3 +530,63 @@ def test_rl_direct_rlaif_with_a_feedback_model(work: Path, sft_dir: Path, fake: 
     # Each prompt's generations were compared in both orders: (A) = 0.7 then (A) = 0.7 averages to 0.5.
     assert fake.stats()["by_endpoint"]["/v1/chat/completions"] >= 4
     AutoModelForCausalLM.from_pretrained(out)
+
+
+@needs_train
+def test_label_pairs_output_trains_stock_trl_reward_and_dpo_trainers(work: Path, fake: Any) -> None:
+    """label-pairs' rows, loaded with `datasets` as they are, train TRL's own RewardTrainer and DPOTrainer."""
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
+
+    from tests.conftest import run_cli
+
+    fake.configure(answer_logprobs={" A": math.log(0.3), " B": math.log(0.7)})
+    pairs = [
+        {"id": f"p{i}", "prompt": q, "response_a": good, "response_b": bad}
+        for i, (q, good, bad) in enumerate(zip(QUESTIONS, GOOD, BAD, strict=True))
+    ]
+    src = write_jsonl(work / "lp-in.jsonl", pairs)
+    out = work / "lp-out.jsonl"
+    r = run_cli(
+        "label-pairs",
+        str(src),
+        "-o",
+        str(out),
+        "--model",
+        "openai/judge",
+        "--base-url",
+        fake.openai_base_url,
+        "--both-orders",
+    )
+    assert r.returncode == 0, r.stderr
+    ds = load_dataset("json", data_files=str(out), split="train")
+    assert ds.num_rows == len(pairs)
+    tok = AutoTokenizer.from_pretrained(work / "model")
+    common = {
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "report_to": "none",
+        "save_strategy": "no",
+        "use_cpu": True,
+        "logging_steps": 1,
+    }
+
+    rm = AutoModelForSequenceClassification.from_pretrained(work / "model", num_labels=1)
+    rm.config.pad_token_id = tok.pad_token_id
+    reward = RewardTrainer(
+        model=rm,
+        args=RewardConfig(output_dir=str(work / "stock-rm"), **common),
+        train_dataset=ds,
+        processing_class=tok,
+    )
+    assert reward.train().global_step == 2
+
+    policy = AutoModelForCausalLM.from_pretrained(work / "model")
+    dpo = DPOTrainer(
+        model=policy,
+        args=DPOConfig(output_dir=str(work / "stock-dpo"), **common),
+        train_dataset=ds,
+        processing_class=tok,
+    )
+    assert dpo.train().global_step == 2
