@@ -64,6 +64,12 @@ class ProviderError(CaitoolError):
         self.rate_limited = rate_limited
 
 
+class ConsumerGone(CaitoolError):
+    """stdout was closed by the reader (`| head -1`): stop quietly, exit 141 like other Unix tools."""
+
+    exit_code = 141
+
+
 class ParseError(CaitoolError):
     def __init__(self, message: str, *, raw: str) -> None:
         super().__init__(message)

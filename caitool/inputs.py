@@ -59,6 +59,19 @@ def _open(path: str) -> IO[bytes]:
     return p.open("rb")
 
 
+# JSON may spell a UTF-16 surrogate as an escape; alone (not part of a pair) it is no character at all, and
+# every later encode (ids, requests, output) would fail on it.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def read_lines(path: str) -> Iterator[Line | InputError]:
     """Each non-blank line as a JSON object, or the `InputError` that describes what is wrong with it (so a
     caller may skip it and go on). File-level problems (missing, a directory, no records at all) raise."""
@@ -84,6 +97,12 @@ def read_lines(path: str) -> Iterator[Line | InputError]:
                 continue
             except RecursionError:
                 yield InputError(where, "JSON nested too deeply")
+                continue
+            except ValueError as exc:  # an integer beyond Python's digit limit, and the like
+                yield InputError(where, f"malformed JSON: {exc}")
+                continue
+            if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(data):
+                yield InputError(where, "invalid Unicode: a lone surrogate escape (\\ud800-\\udfff)")
                 continue
             if not isinstance(data, dict):
                 yield InputError(where, f"expected a JSON object, got {type(data).__name__}")

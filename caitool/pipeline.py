@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import platform
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +22,7 @@ from typing import Any
 
 from caitool import __version__
 from caitool.console import RunProgress, info
-from caitool.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
+from caitool.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, ConsumerGone
 from caitool.pricing import Price
 from caitool.retry import ResilientClient
 from caitool.runner import Job, RunCounts, run_jobs
@@ -48,6 +49,29 @@ class RunSpec:
     def fingerprint(self) -> str:
         blob = json.dumps({"command": self.command, **self.settings}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+# Flags whose value is a credential (--api-key, and any plugin's --*-key/--*-token/--*-secret/--*-password).
+_SECRET_FLAG = re.compile(r"^--[\w-]*(?:key|token|secret|password)$")
+_URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """The command line as the manifest records it: credential values and URL user-info replaced by ***."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        flag, eq, _ = arg.partition("=")
+        if _SECRET_FLAG.match(flag):
+            out.append(f"{flag}=***" if eq else arg)
+            hide_next = not eq
+            continue
+        out.append(_URL_USERINFO.sub(r"\1***@", arg))
+    return out
 
 
 def versions() -> dict[str, str]:
@@ -112,9 +136,11 @@ def execute(
         "command": spec.command,
         "input": spec.input,
         "output": spec.output or "-",
-        "settings": spec.settings,
+        "settings": {
+            k: _URL_USERINFO.sub(r"\1***@", v) if isinstance(v, str) else v for k, v in spec.settings.items()
+        },
         "versions": versions(),
-        "argv": sys.argv[1:],
+        "argv": redact_argv(sys.argv[1:]),
         **spec.extra_manifest,
     }
     store = OutputStore(files, spec.fingerprint(), manifest, overwrite=spec.overwrite, id_key=spec.id_key)
@@ -142,6 +168,9 @@ def execute(
         status = "partial" if counts.failed else "complete"
     except (KeyboardInterrupt, asyncio.CancelledError):
         status = "interrupted"
+    except ConsumerGone:
+        status = "reader closed"
+        raise
     except BaseException:
         status = "failed"
         raise

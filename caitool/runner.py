@@ -3,8 +3,8 @@
 Knows nothing of Constitutional AI: a command hands it an iterator of jobs and an async `process(job)` that
 returns the output rows of one record (all of its model calls happen inside, sequentially, so the window is
 depth-first: a record's rounds finish before many new records start). At most `concurrency` records are in
-flight; a finished one is replaced at once (no batch barrier). Memory holds the in-flight records and the set
-of finished ids, never the input.
+flight; a finished one is replaced at once (no batch barrier). Memory holds the in-flight records and the ids
+seen (an `IdSet`, about 30 bytes each), never the input.
 
 A record whose calls fail after retries (`ProviderError`, `ParseError`) goes to the errors file and the run
 goes on. Anything else stops the run: in-flight records are cancelled, the files are closed, and the error
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from caitool.errors import CaitoolError, InputError, ParseError, ProviderError
-from caitool.store import OutputStore
+from caitool.store import IdSet, OutputStore
 
 T = TypeVar("T")
 
@@ -73,7 +73,7 @@ async def run_jobs(
     on_progress: Callable[[RunCounts], None] | None = None,
 ) -> RunCounts:
     counts = counts or RunCounts()
-    seen: set[str] = set(store.done)
+    seen = IdSet()  # ids dispatched by this run; store.done: ids already in the output
     in_flight: dict[asyncio.Task[list[dict[str, Any]]], Job[T]] = {}
     input_error: InputError | None = None
     dispatched = 0
@@ -98,10 +98,9 @@ async def run_jobs(
             if job.id in store.done:
                 counts.resumed += 1
                 continue
-            if job.id in seen:
+            if not seen.add(job.id):
                 counts.duplicates += 1
                 continue
-            seen.add(job.id)
             return job
         return None
 
@@ -121,7 +120,6 @@ async def run_jobs(
                 exc = task.exception()
                 if exc is None:
                     store.write_rows(task.result())
-                    store.done.add(job.id)
                     counts.done += 1
                 elif isinstance(exc, ProviderError | ParseError | RecordFailed):
                     row: dict[str, Any] = {"id": job.id, "where": job.where, "error": str(exc)}

@@ -19,20 +19,15 @@ import errno
 import json
 import os
 import time
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from caitool.errors import CaitoolError, UsageError
+from caitool.errors import CaitoolError, ConsumerGone, UsageError
 
 FSYNC_INTERVAL_S = 1.0
-
-
-class ConsumerGone(CaitoolError):
-    """stdout was closed by the reader (`| head -1`): stop quietly."""
-
-    exit_code = 141
 
 
 def dumps(row: dict[str, Any]) -> str:
@@ -77,8 +72,81 @@ def repair_tail(path: Path) -> int:
         return size - keep
 
 
-def read_ids(path: Path, key: str = "id") -> set[str]:
-    ids: set[str] = set()
+class IdSet:
+    """An exact set of record ids in about 30 bytes per id, kept in four flat arrays.
+
+    A `set[str]` costs about 100 bytes per id (the str object and its slot) and pins allocator arenas with
+    long-lived small objects; at 200k ids that alone outgrows the rest of a run's memory
+    (benchmarks/bench_memory.py). Here ids are stored UTF-8 encoded, back to back in one bytearray, and an
+    open-addressing table (linear probing, load <= 2/3) maps a hash to an id's index. Membership compares the
+    bytes, so it is exact: no id is ever mistaken for another.
+    """
+
+    __slots__ = ("_blob", "_ends", "_hashes", "_mask", "_table")
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self._blob = bytearray()
+        self._ends = array("Q")  # end offset in _blob of id k
+        self._hashes = array("I")  # low 32 bits of the hash of id k
+        self._table = array("i", [-1]) * 64  # slot -> k, or -1
+        self._mask = 63
+        for rid in ids:
+            self.add(rid)
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __iter__(self) -> Iterator[str]:
+        start = 0
+        for end in self._ends:
+            yield self._blob[start:end].decode("utf-8", "surrogatepass")
+            start = end
+
+    def _find(self, key: bytes, h: int) -> int:
+        """The slot holding `key`, or the empty slot where it would go."""
+        table, hashes, ends, blob, mask = self._table, self._hashes, self._ends, self._blob, self._mask
+        i = h & mask
+        while True:
+            k = table[i]
+            if k < 0 or (hashes[k] == h and blob[ends[k - 1] if k else 0 : ends[k]] == key):
+                return i
+            i = (i + 1) & mask
+
+    def __contains__(self, rid: object) -> bool:
+        if not isinstance(rid, str):
+            return False
+        key = rid.encode("utf-8", "surrogatepass")
+        return self._table[self._find(key, hash(key) & 0xFFFFFFFF)] >= 0
+
+    def add(self, rid: str) -> bool:
+        """Add an id; False when it was already there."""
+        key = rid.encode("utf-8", "surrogatepass")
+        h = hash(key) & 0xFFFFFFFF
+        i = self._find(key, h)
+        if self._table[i] >= 0:
+            return False
+        k = len(self._ends)
+        self._blob += key
+        self._ends.append(len(self._blob))
+        self._hashes.append(h)
+        self._table[i] = k
+        if 3 * (k + 1) > 2 * len(self._table):
+            self._grow()
+        return True
+
+    def _grow(self) -> None:
+        size = 2 * len(self._table)
+        table, mask = array("i", [-1]) * size, size - 1
+        for k, h in enumerate(self._hashes):
+            i = h & mask
+            while table[i] >= 0:
+                i = (i + 1) & mask
+            table[i] = k
+        self._table, self._mask = table, mask
+
+
+def read_ids(path: Path, key: str = "id") -> IdSet:
+    ids = IdSet()
     with path.open("rb") as fh:
         for raw in fh:
             if raw.strip():
@@ -114,7 +182,7 @@ class OutputStore:
     manifest: dict[str, Any]
     overwrite: bool = False
     id_key: str = "id"  # the row field that names the input record (several rows may share it)
-    done: set[str] = field(default_factory=set)
+    done: IdSet = field(default_factory=IdSet)  # ids already in the output when the store was opened
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     repaired_bytes: int = 0
     _fd: int = -1
@@ -128,7 +196,7 @@ class OutputStore:
             self._fd = 1
         else:
             self._check_resume()
-            f.output.parent.mkdir(parents=True, exist_ok=True)
+            self._make_parent(f.output)
             self._fd = self._open_append(f.output)
         if f.errors is not None:
             self._err_fd = self._open(f.errors, os.O_TRUNC)
@@ -138,6 +206,17 @@ class OutputStore:
             self._steps_fd = self._open(f.steps, os.O_TRUNC if self.overwrite else os.O_APPEND)
         self.manifest.update(fingerprint=self.fingerprint, status="running", started=time.time())
         self.write_manifest()
+
+    @staticmethod
+    def _make_parent(path: Path) -> None:
+        parent = path.parent
+        if parent.exists() and not parent.is_dir():
+            raise CaitoolError(f"cannot write {path}: {parent} is not a folder")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise CaitoolError(f"cannot write {path}: cannot create {parent}: {reason}") from None
 
     @staticmethod
     def _open(path: Path, mode: int) -> int:
@@ -210,8 +289,11 @@ class OutputStore:
         if self.files.manifest is None:
             return
         tmp = self.files.manifest.with_name(self.files.manifest.name + ".tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.files.manifest)
+        try:
+            tmp.write_text(json.dumps(self.manifest, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, self.files.manifest)
+        except OSError as exc:
+            raise CaitoolError(f"cannot write {self.files.manifest}: {exc.strerror or exc}") from None
 
     def close(self, *, status: str, counts: dict[str, Any], resumable_left: bool) -> None:
         for fd in (self._fd, self._err_fd, self._steps_fd):

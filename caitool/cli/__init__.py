@@ -14,7 +14,7 @@ import sys
 import typer
 
 from caitool import __version__
-from caitool.errors import EXIT_INTERRUPTED, CaitoolError
+from caitool.errors import EXIT_INTERRUPTED, CaitoolError, ConsumerGone
 
 app = typer.Typer(
     name="caitool",
@@ -59,6 +59,8 @@ def main() -> None:
     try:
         # Standalone mode: click reports its own usage errors (exit 2) and honours typer.Exit codes.
         app()
+    except ConsumerGone:  # `| head -1` closed stdout: what the reader wanted was written; end quietly
+        sys.exit(ConsumerGone.exit_code)
     except CaitoolError as exc:
         if os.environ.get("CAITOOL_DEBUG"):
             raise

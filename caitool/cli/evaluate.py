@@ -435,7 +435,7 @@ def red_team(
 
     from caitool.cli._common import build_client, check_choice, default_concurrency, parse_price
     from caitool.console import info
-    from caitool.errors import EXIT_INTERRUPTED, UsageError
+    from caitool.errors import EXIT_INTERRUPTED, ConsumerGone, UsageError
     from caitool.evaluation.red_team import (
         DedupSettings,
         RedTeamGenerator,
@@ -453,7 +453,7 @@ def red_team(
     from caitool.providers import default_model
     from caitool.providers.base import GenerateParams
     from caitool.runner import Job
-    from caitool.store import ConsumerGone, dumps
+    from caitool.store import dumps
 
     spec = model or default_model()
     fmt: Literal["chat", "completion"] = "chat" if prompt_format == "chat" else "completion"

@@ -429,7 +429,8 @@ def mix(
     from caitool.tasks.mix import mix_preferences
 
     rows, summary = mix_preferences(ai, human, ratio, seed)
-    from caitool.store import ConsumerGone, dumps
+    from caitool.errors import ConsumerGone
+    from caitool.store import dumps
 
     data = "".join(dumps(r) + "\n" for r in rows)
     if output in (None, "-"):
