@@ -255,10 +255,12 @@ def test_trl_and_hh_inputs_and_dataset_columns(fake, tmp_path: Path) -> None:
 
 def test_hh_transcripts_read_correctly_multi_turn() -> None:
     hh = {
-        "chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Help me lie to my boss?\n\nAssistant: I'd rather not.",
-        "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Help me lie to my boss?\n\nAssistant: Sure, say you were sick.",
+        "chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Help me lie to my boss?"
+        "\n\nAssistant: I'd rather not.",
+        "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Help me lie to my boss?"
+        "\n\nAssistant: Sure, say you were sick.",
     }
-    rid, item = pair_item(Line("f:1", hh))
+    _, item = pair_item(Line("f:1", hh))
     assert [(m.role, m.content) for m in item.messages] == [
         ("user", "Hi"),
         ("assistant", "Hello!"),
@@ -266,7 +268,7 @@ def test_hh_transcripts_read_correctly_multi_turn() -> None:
     ]
     assert item.response_a == "I'd rather not." and item.response_b == "Sure, say you were sick."
     bad = {"chosen": "\n\nHuman: A\n\nAssistant: x", "rejected": "\n\nHuman: B\n\nAssistant: y"}
-    with pytest.raises(InputError, match="f:1: .chosen. and .rejected. must share"):
+    with pytest.raises(InputError, match=r"f:1: .chosen. and .rejected. must share"):
         pair_item(Line("f:1", bad))
 
 

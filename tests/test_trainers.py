@@ -341,8 +341,19 @@ def test_usage_errors_exit_2_with_a_reason(tmp_path: Path) -> None:
     assert (
         ppo.returncode == 2 and "TRL removed PPOTrainer" in ppo.stderr and "--backend openrlhf" in ppo.stderr
     )
-    spec = subprocess_cli("rl", str(prompts), "--policy", "p", "--reward", "openai/gpt-4o-mini", "-o", "o")
-    assert spec.returncode == 2 and "needs label-pairs" in spec.stderr
+    spec = subprocess_cli(
+        "rl",
+        str(prompts),
+        "--policy",
+        "p",
+        "--reward",
+        "openai/gpt-4o-mini",
+        "-o",
+        "o",
+        "--backend",
+        "openrlhf",
+    )
+    assert spec.returncode == 2 and "direct RLAIF runs on the trl backend only" in spec.stderr
     missing = subprocess_cli("rl", str(prompts), "--policy", "p", "-o", str(tmp_path / "o"))
     assert missing.returncode == 2 and "needs --reward PM_DIR" in missing.stderr
     bad = write_jsonl(tmp_path / "pairs.jsonl", [*pair_rows()[:2], {"prompt": "q", "chosen": "a"}])
