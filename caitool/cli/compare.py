@@ -73,7 +73,13 @@ def compare(
     from caitool.providers.base import GenerateParams
     from caitool.runner import Job, RunCounts
     from caitool.tasks.compare import CompareItem, Comparer
-    from caitool.tasks.label_pairs import Labeler, LabelSettings, load_label_templates
+    from caitool.tasks.label_pairs import (
+        Labeler,
+        LabelSettings,
+        auto_mode,
+        default_votes,
+        load_label_templates,
+    )
 
     judge_spec = model or default_model()
     judge = build_client(
@@ -102,8 +108,8 @@ def compare(
         given[name] = table
     if len(sampled) + len(given) < 2:
         raise UsageError("compare needs at least two models (--models and/or --responses)")
-    mode = "chat-prefill" if judge_spec.startswith("local/") else "chat"
-    n_votes = 0 if judge.supports_logprobs else 5
+    mode = auto_mode(judge)
+    n_votes = default_votes(judge)
     templates = load_label_templates()
     labelers: dict[str, Labeler] = {}
     crit_settings: dict[str, str] = {}
@@ -117,7 +123,7 @@ def compare(
             cons,
             templates,
             LabelSettings(
-                mode=mode,  # type: ignore[arg-type]
+                mode=mode,
                 seed=seed,
                 ensemble=ensemble,
                 both_orders=not one_order,

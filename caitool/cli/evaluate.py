@@ -823,7 +823,13 @@ def _score_gold(
     from caitool.pricing import price_for
     from caitool.prompts import content_hash
     from caitool.runner import Job
-    from caitool.tasks.label_pairs import Labeler, LabelSettings, load_label_templates
+    from caitool.tasks.label_pairs import (
+        Labeler,
+        LabelSettings,
+        auto_mode,
+        default_votes,
+        load_label_templates,
+    )
 
     check_choice("--prompt-format", o["prompt_format"], ("auto", "completion", "chat"))
     client = build_client(
@@ -840,7 +846,7 @@ def _score_gold(
         fmt = "completion" if client.supports_completions else "chat"
     if fmt == "completion" and not client.supports_completions:
         raise UsageError(f"{spec} has no raw-completion endpoint", hint="use --prompt-format chat")
-    n_votes = o["votes"] if o["votes"] is not None else (0 if client.supports_logprobs else 5)
+    n_votes = default_votes(client, o["votes"])
     if n_votes and fmt != "chat":
         raise UsageError("--votes needs --prompt-format chat")
     both = not o["one_order"]
@@ -852,8 +858,8 @@ def _score_gold(
     if any(it.pair is not None for it in items):
         cons = load_constitution(o["constitution"])
         templates = load_label_templates()
-        mode = "chat-prefill" if hasattr(client.client, "render_chat") and not n_votes else "chat"
-        settings = LabelSettings(mode=mode, seed=o["seed"], both_orders=both, votes=n_votes)  # type: ignore[arg-type]
+        mode = "chat" if n_votes else auto_mode(client)
+        settings = LabelSettings(mode=mode, seed=o["seed"], both_orders=both, votes=n_votes)
         labeler = Labeler(client, cons, templates, settings)
         labeler_settings = {
             "mode": mode,

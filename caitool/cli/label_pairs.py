@@ -242,7 +242,14 @@ def label_pairs(
     from caitool.providers import default_model
     from caitool.providers.base import GenerateParams, Usage
     from caitool.runner import Job, RunCounts
-    from caitool.tasks.label_pairs import Labeler, LabelSettings, label_source, load_label_templates
+    from caitool.tasks.label_pairs import (
+        Labeler,
+        LabelSettings,
+        auto_mode,
+        default_votes,
+        label_source,
+        load_label_templates,
+    )
     from caitool.tasks.sample_pairs import make_pairs, sample_responses
 
     spec = model or default_model()
@@ -257,12 +264,12 @@ def label_pairs(
     )
     mode = prompt_format
     if mode == "auto":
-        mode = "chat-prefill" if spec.startswith("local/") else "chat"
+        mode = auto_mode(client)
     if mode == "completion" and not client.supports_completions:
         raise UsageError(f"{spec} has no raw-completion endpoint", hint="use --prompt-format chat")
     if mode == "chat-prefill" and not hasattr(client.client, "render_chat"):
         raise UsageError("--prompt-format chat-prefill needs a local/ model", hint="use chat or completion")
-    n_votes = votes if votes is not None else (0 if client.supports_logprobs else 5)
+    n_votes = default_votes(client, votes)
     if n_votes and mode != "chat":
         raise UsageError("--votes needs --prompt-format chat")
     settings = LabelSettings(

@@ -413,16 +413,18 @@ def _ai_feedback_reward(
     """Direct RLAIF: label-pairs' (A)/(B) machinery as a reward function (caitool.tasks.rlaif_reward)."""
     from caitool.cli._common import build_client
     from caitool.constitution import load_constitution
-    from caitool.tasks.label_pairs import Labeler, LabelSettings, load_label_templates
+    from caitool.tasks.label_pairs import (
+        Labeler,
+        LabelSettings,
+        auto_mode,
+        default_votes,
+        load_label_templates,
+    )
     from caitool.tasks.rlaif_reward import AIFeedbackReward
 
     client = build_client(spec, base_url=base_url, api_key=None, timeout=120.0, retries=6, rpm=None, tpm=None)
-    mode = "chat-prefill" if spec.startswith("local/") else "chat"
     settings = LabelSettings(
-        mode=mode,  # type: ignore[arg-type]
-        seed=seed,
-        both_orders=both_orders,
-        votes=0 if client.supports_logprobs else 5,
+        mode=auto_mode(client), seed=seed, both_orders=both_orders, votes=default_votes(client)
     )
     labeler = Labeler(client, load_constitution(constitution), load_label_templates(), settings)
     return AIFeedbackReward(labeler)

@@ -81,6 +81,22 @@ def load_label_templates(
     return LabelTemplates(data.get("completion", {}), data.get("chat", {}), tuple(examples), source, sha)
 
 
+DEFAULT_VOTES = 5  # sampled answers per question when the model gives no log-probs
+
+
+def auto_mode(client: ResilientClient) -> Mode:
+    """chat-prefill where the client renders its own chat template (local models), else chat."""
+    return "chat-prefill" if hasattr(client.client, "render_chat") else "chat"
+
+
+def default_votes(client: ResilientClient, given: int | None = None) -> int:
+    """The vote count to use: the one given, else DEFAULT_VOTES for a model without log-probs, else 0
+    (labels come from log-probs)."""
+    if given is not None:
+        return given
+    return 0 if client.supports_logprobs else DEFAULT_VOTES
+
+
 @dataclass(frozen=True)
 class LabelSettings:
     mode: Mode = "chat"
