@@ -131,7 +131,9 @@ def median_run(runs: list[Measured]) -> Measured:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=None, help="records per run (default: about 8 s of requests)")
+    ap.add_argument(
+        "--n", type=int, default=None, help="records per run (default: ~8 s at the limit, a multiple of C)"
+    )
     ap.add_argument("-c", "--concurrency", default="64,256")
     ap.add_argument("--latency", default="200,100-500", help="comma-separated: ms fixed, or LO-HI jitter")
     ap.add_argument("--commands", default=",".join(COMMANDS))
@@ -164,9 +166,10 @@ def main() -> int:
                     limit = c / lat
                     for name in commands:
                         calls = COMMANDS[name].calls_per_record
-                        # about 8 s of requests at the limit or at ~400 req/s (what one core of the SDK
-                        # manages), whichever is lower; at least 4 waves of C
-                        n = a.n or max(4 * c, int(min(limit, 400) * 8 / calls))
+                        # about 8 s of requests at the limit, in whole waves of C records: with fixed
+                        # latency a last partial wave would take a full chain for a few records, and the
+                        # run could not reach C / latency even with a client that costs nothing
+                        n = a.n or c * max(4, round(8 * limit / calls / c))
                         results: dict[str, Measured] = {}
                         for who in ("reference", name):
                             runs = []

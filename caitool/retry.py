@@ -127,14 +127,12 @@ class ResilientClient:
         client: ModelClient,
         policy: RetryPolicy | None = None,
         limiter: RateLimiter | None = None,
-        on_retry: Callable[[ProviderError, int], None] | None = None,
     ) -> None:
         self.client = client
         self.spec = client.spec
         self.policy = policy or RetryPolicy()
         self.limiter = limiter or RateLimiter()
         self.stats = CallStats()
-        self._on_retry = on_retry
 
     @property
     def supports_logprobs(self) -> bool:
@@ -144,44 +142,61 @@ class ResilientClient:
     def supports_completions(self) -> bool:
         return self.client.supports_completions
 
-    def _wait(self, state: RetryCallState) -> float:
-        attempt = state.attempt_number
-        backoff = min(self.policy.max_wait, self.policy.initial_wait * 2 ** (attempt - 1))
+    def _backoff(self, failed_attempts: int, exc: BaseException | None) -> float:
+        """Seconds to wait after `failed_attempts` failures: exponential with full jitter, never less than
+        the server's Retry-After."""
+        backoff = min(self.policy.max_wait, self.policy.initial_wait * 2 ** (failed_attempts - 1))
         wait = random.uniform(backoff / 2, backoff)
-        exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, ProviderError) and exc.retry_after is not None:
             wait = max(wait, exc.retry_after)
         return wait
 
+    def _wait(self, state: RetryCallState) -> float:
+        # tenacity counts the retries only (the first attempt is made before it starts; see `_call`).
+        exc = state.outcome.exception() if state.outcome else None
+        return self._backoff(state.attempt_number + 1, exc)
+
+    async def _attempt(
+        self, est_tokens: int, fn: Callable[[], Awaitable[Completion]], *, retry: bool
+    ) -> Completion:
+        await self.limiter.acquire(est_tokens)
+        self.stats.attempts += 1
+        if retry:
+            self.stats.retries += 1
+        try:
+            result = await fn()
+        except ProviderError as exc:
+            if exc.rate_limited:
+                self.stats.rate_limited += 1
+                self.limiter.on_rate_limited(exc.retry_after)
+            raise
+        self.limiter.on_success()
+        used = result.usage.input_tokens + result.usage.output_tokens
+        self.limiter.record_usage(est_tokens, used or est_tokens)
+        self.stats.usage.add(result.usage)
+        return result
+
     async def _call(self, est_tokens: int, fn: Callable[[], Awaitable[Completion]]) -> Completion:
         self.stats.requests += 1
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(1 + self.policy.retries),
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
-            reraise=True,
-        )
         try:
+            # The first attempt runs outside tenacity: a tenacity loop leaves ~30 objects in reference
+            # cycles per call, and at 1000 requests/s the cycle collector's pauses (100+ ms each) cost more
+            # than a tenth of the throughput (benchmarks/RESULTS.md). Retries, the rare path, use tenacity.
+            try:
+                return await self._attempt(est_tokens, fn, retry=False)
+            except ProviderError as exc:
+                if not exc.retryable or self.policy.retries < 1:
+                    raise
+                await asyncio.sleep(self._backoff(1, exc))
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.policy.retries),
+                wait=self._wait,
+                retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
+                reraise=True,
+            )
             async for attempt in retrying:
                 with attempt:
-                    await self.limiter.acquire(est_tokens)
-                    self.stats.attempts += 1
-                    if attempt.retry_state.attempt_number > 1:
-                        self.stats.retries += 1
-                    try:
-                        result = await fn()
-                    except ProviderError as exc:
-                        if exc.rate_limited:
-                            self.stats.rate_limited += 1
-                            self.limiter.on_rate_limited(exc.retry_after)
-                        if self._on_retry and exc.retryable:
-                            self._on_retry(exc, attempt.retry_state.attempt_number)
-                        raise
-                    self.limiter.on_success()
-                    used = result.usage.input_tokens + result.usage.output_tokens
-                    self.limiter.record_usage(est_tokens, used or est_tokens)
-                    self.stats.usage.add(result.usage)
-                    return result
+                    return await self._attempt(est_tokens, fn, retry=True)
         except ProviderError:
             self.stats.failures += 1
             raise

@@ -8,7 +8,8 @@ invariants checked after each run:
 
 Commands are rows of COMMANDS: adding a data command to the suite is one entry there. Faults the
 critique-revise suite already covers on the OpenAI endpoint (tests/test_critique_revise.py: 429, 500, 503,
-reset, truncated, hang) are exercised here on the Anthropic endpoint (5xx) and for label-pairs; SIGKILL and
+reset, truncated, hang) are exercised here on the Anthropic endpoint, on the OpenAI provider's SDK request
+path (CAITOOL_HTTP=sdk; the default path is direct aiohttp), and for label-pairs; SIGKILL and
 SIGINT mid-run are in tests/test_crash_resume.py, extended here with interrupts while every request hangs.
 Retried runs use a 50 ms first backoff ($CAITOOL_RETRY_BACKOFF_S) so the whole file stays fast.
 """
@@ -200,7 +201,9 @@ FAULT_CASES = [
     # critique-revise on the OpenAI endpoint: the fault test_critique_revise.py does not cover there
     ("critique-revise", "openai", "empty-choices"),
     # critique-revise through the Anthropic Messages API (Anthropic's 529 = overloaded)
-    *[("critique-revise", "anthropic", f) for f in ("500", "503", "529")],
+    *[("critique-revise", "anthropic", f) for f in ("500", "503", "529", "hang", "truncated", "reset")],
+    # the OpenAI provider's other request path: the openai SDK (CAITOOL_HTTP=sdk, or no aiohttp installed)
+    *[("critique-revise", "openai-sdk", f) for f in ("503", "hang", "truncated", "reset")],
     # label-pairs (log-prob labels over the OpenAI endpoint); 500/503 take the same path as 529
     *[
         ("label-pairs", "openai", f)
@@ -230,6 +233,7 @@ def test_fault_is_retried_within_budget(
         "-c",
         "8",
         anthropic=provider == "anthropic",
+        env=cli_env(CAITOOL_RETRY_BACKOFF_S="0.05", CAITOOL_HTTP="sdk" if provider == "openai-sdk" else ""),
     )
     assert r.returncode == 0, r.stderr
     rows, errs = check_invariants(cmd, fake, out, ids)
@@ -240,7 +244,7 @@ def test_fault_is_retried_within_budget(
     if fault_name == "fail_first":
         assert stats["by_status"][fault] == len(stats["attempts"])  # each request failed once...
         assert set(stats["attempts"].values()) == {2}  # ...and was retried once
-    model = manifest_of(out)["counts"]["models"][f"{provider}/m"]
+    model = manifest_of(out)["counts"]["models"][f"{provider.removesuffix('-sdk')}/m"]
     if fault == "garbage-answer":  # a valid 200 whose answer is neither A nor B: re-asked, not retried
         assert model["retries"] == 0 and model["attempts"] == stats["total"]
         assert any(row["caitool"]["questions"][0]["reasks"] for row in rows)

@@ -2,6 +2,9 @@
 
 `chat` uses /v1/chat/completions, `complete` the legacy /v1/completions (base models, and forced answer
 prefixes). Log-probs and top log-probs are passed through in both shapes.
+
+Requests go out through `caitool.providers._aiohttp` when aiohttp is installed (about a quarter of the SDK's
+client CPU per request), else through the openai SDK; both send the same JSON and raise the same errors.
 """
 
 from __future__ import annotations
@@ -22,20 +25,30 @@ from caitool.providers.base import (
     Usage,
 )
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-def _http_client(openai: Any, timeout: float) -> Any:
-    """The SDK's own aiohttp transport when aiohttp is installed: about 20 % less client CPU per request than
-    its default httpx pool, the difference between ~82 % and ~90 % of the C / latency limit on one core
-    (benchmarks/RESULTS.md). None (the SDK default) without aiohttp, or with CAITOOL_HTTP=httpx."""
-    if os.environ.get("CAITOOL_HTTP", "").lower() == "httpx":
-        return None
-    factory = getattr(openai, "DefaultAioHttpClient", None)
-    if factory is None or importlib.util.find_spec("aiohttp") is None:
-        return None
-    try:
-        return factory(timeout=timeout)
-    except RuntimeError:  # the SDK found no aiohttp after all
-        return None
+
+def use_sdk_transport() -> bool:
+    """The openai SDK's own request path, instead of the direct aiohttp one: when aiohttp is not installed
+    (`pip install "caitool[fast]"` adds it), or with CAITOOL_HTTP=sdk (the same JSON either way)."""
+    if os.environ.get("CAITOOL_HTTP", "").lower() in ("sdk", "httpx"):
+        return True
+    return importlib.util.find_spec("aiohttp") is None
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    """What the SDK sends that a server acts on: the bearer key, and OpenAI's organization/project headers
+    from the same environment variables the SDK reads."""
+    from caitool import __version__
+
+    headers = {"User-Agent": f"caitool/{__version__}"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    if org := os.environ.get("OPENAI_ORG_ID"):
+        headers["OpenAI-Organization"] = org
+    if project := os.environ.get("OPENAI_PROJECT_ID"):
+        headers["OpenAI-Project"] = project
+    return headers
 
 
 class OpenAIClient:
@@ -45,18 +58,21 @@ class OpenAIClient:
     def __init__(
         self, spec: str, model: str, *, base_url: str | None, api_key: str | None, timeout: float
     ) -> None:
-        import openai
-
         self.spec = spec
         self.model = model
+        self._poster: Any = None
+        self._client: Any = None
+        if not use_sdk_transport():
+            from caitool.providers._aiohttp import JSONPoster
+
+            self._poster = JSONPoster("openai", base_url or DEFAULT_BASE_URL, _headers(api_key), timeout)
+            return
+        import openai
+
         self._openai = openai
         # max_retries=0: caitool.retry owns the only retry loop (see its docstring).
         self._client = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key or "not-needed",
-            max_retries=0,
-            timeout=timeout,
-            http_client=_http_client(openai, timeout),
+            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout
         )
 
     def _kwargs(self, params: GenerateParams, *, chat: bool) -> dict[str, Any]:
@@ -79,27 +95,30 @@ class OpenAIClient:
                 kw["logprobs"] = max(1, params.top_logprobs)
         return kw
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
+    async def _sdk_post(self, path: str, body: dict[str, Any]) -> Any:
         # `client.post` (the SDK's documented way to call any endpoint) instead of `*.create()`: create()
         # first walks every message through the SDK's TypedDict transform, about 40 % of the client's CPU
         # per request with 20+ few-shot turns (benchmarks/RESULTS.md); our bodies are plain JSON already.
-        # `cast_to=object` returns the decoded JSON as is, skipping the pydantic model build (another ~12 %):
-        # the few fields we read are checked below. Same auth, errors and retries-off behaviour.
-        return self._client.post(path, body=body, cast_to=object)
-
-    async def _request(self, coro: Any) -> dict[str, Any]:
+        # `cast_to=object` returns the decoded JSON as is, skipping the pydantic model build.
         oa = self._openai
         try:
-            response = await coro
+            return await self._client.post(path, body=body, cast_to=object)
         except oa.APIStatusError as exc:
-            body = getattr(exc, "body", None)
-            raise status_error("openai", exc.status_code, exc.message, exc.response.headers, body) from None
+            detail = getattr(exc, "body", None)
+            raise status_error("openai", exc.status_code, exc.message, exc.response.headers, detail) from None
         except (oa.APITimeoutError, oa.APIConnectionError) as exc:
             raise ProviderError(f"openai: {type(exc).__name__}: {exc}", retryable=True) from None
         except oa.APIResponseValidationError as exc:
             raise ProviderError(f"openai: invalid response: {exc}", retryable=True) from None
         except ValueError as exc:  # a truncated or non-JSON body that the SDK could not decode
             raise ProviderError(f"openai: unreadable response: {exc}", retryable=True) from None
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One request; the decoded JSON when it has choices, else a retryable `ProviderError`."""
+        if self._poster is not None:
+            response = await self._poster.post(path, body)
+        else:
+            response = await self._sdk_post(path, body)
         if not isinstance(response, dict):
             raise ProviderError("openai: response is not a JSON object", retryable=True)
         choices = response.get("choices")
@@ -118,7 +137,7 @@ class OpenAIClient:
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
         body = {"messages": [m.to_dict() for m in messages], **self._kwargs(params, chat=True)}
-        response = await self._request(self._post("/chat/completions", body))
+        response = await self._post("/chat/completions", body)
         try:
             return self._chat_completion(response)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -149,7 +168,7 @@ class OpenAIClient:
 
     async def complete(self, prompt: str, params: GenerateParams) -> Completion:
         body = {"prompt": prompt, **self._kwargs(params, chat=False)}
-        response = await self._request(self._post("/completions", body))
+        response = await self._post("/completions", body)
         try:
             return self._text_completion(response)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -180,4 +199,7 @@ class OpenAIClient:
         )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._poster is not None:
+            await self._poster.aclose()
+        else:
+            await self._client.close()
