@@ -69,6 +69,8 @@ class RateLimiter:
             self._tok_tokens = min(float(self.tpm), self._tok_tokens + elapsed * self.tpm / 60)
 
     async def acquire(self, est_tokens: int = 0) -> None:
+        if not self.rpm and not self.tpm and time.monotonic() >= self._paused_until:
+            return  # no budget and no 429 pause: nothing to wait for (the common case, taken lock-free)
         async with self._lock:
             while True:
                 now = time.monotonic()
