@@ -112,13 +112,19 @@ def test_nothing_listening_is_retryable(fake: FakeServer, transport: str) -> Non
     assert err.retryable and "openai: " in str(err)
 
 
-def test_one_client_serves_successive_event_loops(fake: FakeServer) -> None:
-    # `rl --reward` drives the client from its own loop thread; a CLI may run more than one asyncio.run.
+def test_direct_client_serves_successive_event_loops(
+    fake: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A program may run more than one asyncio.run, closing the client at the end of each: the direct path
+    # opens a new pool on the next loop (the SDK's client cannot be used again once closed).
+    monkeypatch.setenv("CAITOOL_HTTP", "aiohttp")
     c = client(fake)
 
     async def once() -> str:
-        return str((await c.chat(HELLO, GenerateParams(max_tokens=4))).text)
+        try:
+            return str((await c.chat(HELLO, GenerateParams(max_tokens=4))).text)
+        finally:
+            await c.aclose()
 
     assert asyncio.run(once()) and asyncio.run(once())
-    asyncio.run(c.aclose())
     assert fake.stats()["total"] == 2

@@ -56,8 +56,8 @@ def _error_message(body: Any, text: str) -> str:
 class JSONPoster:
     """POSTs JSON bodies to `base_url + path` and returns the decoded JSON, or raises `ProviderError`.
 
-    The session is made on first use inside the running event loop (aiohttp binds it to that loop) and made
-    again if a later call runs on another loop.
+    The session is made on first use inside the running event loop (aiohttp binds it to that loop), and made
+    again on first use after `aclose()` or on another loop.
     """
 
     def __init__(self, provider: str, base_url: str, headers: Mapping[str, str], timeout: float) -> None:
@@ -84,6 +84,8 @@ class JSONPoster:
 
     def _session_for(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         if self._session is None or self._loop is not loop or self._session.closed:
+            # A session left open on an ended loop cannot be closed from this one; aiohttp reports it as
+            # unclosed. Callers close the client (`aclose`) on the loop that used it, as the CLI does.
             self._session = self._new_session()
             self._loop = loop
         return self._session
