@@ -13,6 +13,7 @@ import importlib.util
 import os
 from typing import Any
 
+from caitool import __version__
 from caitool.errors import ProviderError
 from caitool.providers._http import status_error
 from caitool.providers.base import (
@@ -39,8 +40,6 @@ def use_sdk_transport() -> bool:
 def _headers(api_key: str | None) -> dict[str, str]:
     """What the SDK sends that a server acts on: the bearer key, and OpenAI's organization/project headers
     from the same environment variables the SDK reads."""
-    from caitool import __version__
-
     headers = {"User-Agent": f"caitool/{__version__}"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
