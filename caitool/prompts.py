@@ -65,6 +65,12 @@ def load_examples(
     return (examples if n is None else examples[:n]), sha
 
 
+def templates_hash(template_sha: str, examples_sha: str, n_examples: int) -> str:
+    """The fingerprint of a template file together with the few-shot examples used from it (resume checks
+    compare it, so its formula must not change)."""
+    return hashlib.sha256(f"{template_sha}:{examples_sha}:{n_examples}".encode()).hexdigest()
+
+
 def content_hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 

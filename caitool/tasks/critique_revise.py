@@ -13,7 +13,6 @@ interrupted run) are reused instead of paid for again.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from caitool.constitution import Constitution, CritiquePrinciple
 from caitool.errors import ConfigError
 from caitool.inputs import PromptItem
 from caitool.parsing import clean_critique, clean_response, clean_revision, revision_flags
-from caitool.prompts import check_template, load_examples, load_toml, render
+from caitool.prompts import check_template, load_examples, load_toml, render, templates_hash
 from caitool.providers.base import Completion, GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job
@@ -93,7 +92,7 @@ def load_templates(
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise ConfigError(f"{source}: completion.stop must be a list of strings")
     examples, sha_f = load_examples(fewshot, n_fewshot, _fewshot_example)
-    sha = hashlib.sha256(f"{sha_t}:{sha_f}:{len(examples)}".encode()).hexdigest()
+    sha = templates_hash(sha_t, sha_f, len(examples))
     return Templates(chat=chat, completion=completion, fewshot=tuple(examples), source=source, sha256=sha)
 
 

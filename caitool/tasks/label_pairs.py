@@ -15,7 +15,6 @@ never a silent 0.5. Writes: a TRL conversational preference row with `p_chosen`,
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from caitool.constitution import ComparisonPrinciple, Constitution
 from caitool.errors import ConfigError
 from caitool.inputs import PairItem
 from caitool.labels import NoAnswer, OptionScore, clamp, logit, parse_vote, score_answer, vote_probability
-from caitool.prompts import check_template, load_examples, load_toml, render
+from caitool.prompts import check_template, load_examples, load_toml, render, templates_hash
 from caitool.providers.base import Completion, GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job, RecordFailed
@@ -77,7 +76,7 @@ def load_label_templates(
             if isinstance(value, str):
                 check_template(f"{source}: {section}.{key}", value, _FIELDS)
     examples, sha_f = load_examples(fewshot, n_fewshot, _label_example)
-    sha = hashlib.sha256(f"{sha_t}:{sha_f}:{len(examples)}".encode()).hexdigest()
+    sha = templates_hash(sha_t, sha_f, len(examples))
     return LabelTemplates(data.get("completion", {}), data.get("chat", {}), tuple(examples), source, sha)
 
 
