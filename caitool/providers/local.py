@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from caitool.errors import ProviderError, UsageError
+from caitool.providers._openai_shape import parse_choice
 from caitool.providers.base import (
     Choice,
     Completion,
@@ -111,7 +112,7 @@ class LocalClient:
                     out = fn(payload, **kw)
                 except ValueError as exc:  # context overflow and similar: the request itself is wrong
                     raise ProviderError(f"{self.spec}: {exc}", retryable=False) from None
-                choices.append(self._choice(out["choices"][0], chat=fn_name == "create_chat_completion"))
+                choices.append(parse_choice(out["choices"][0], chat=fn_name == "create_chat_completion"))
                 u = out.get("usage") or {}
                 usage.input_tokens += int(u.get("prompt_tokens", 0))
                 usage.output_tokens += int(u.get("completion_tokens", 0))
@@ -186,34 +187,6 @@ class LocalClient:
             template=template, eos_token=eos, bos_token=bos, add_generation_prompt=add_generation_prompt
         )
         return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
-
-    @staticmethod
-    def _choice(c: dict[str, Any], *, chat: bool) -> Choice:
-        text = (c.get("message") or {}).get("content") if chat else c.get("text")
-        raw = c.get("logprobs")
-        lps: tuple[TokenLogprob, ...] | None = None
-        if raw and chat and raw.get("content"):
-            lps = tuple(
-                TokenLogprob(
-                    token=str(t["token"]),
-                    logprob=float(t["logprob"]),  # numpy.float32 in-process
-                    top=tuple(
-                        TopLogprob(str(x["token"]), float(x["logprob"])) for x in t.get("top_logprobs") or []
-                    ),
-                )
-                for t in raw["content"]
-            )
-        elif raw and not chat and raw.get("tokens"):
-            tops = raw.get("top_logprobs") or [{}] * len(raw["tokens"])
-            lps = tuple(
-                TokenLogprob(
-                    token=str(tok),
-                    logprob=float(lp if lp is not None else 0.0),
-                    top=tuple(TopLogprob(str(k), float(v)) for k, v in (top or {}).items()),
-                )
-                for tok, lp, top in zip(raw["tokens"], raw["token_logprobs"], tops, strict=False)
-            )
-        return Choice(text=text or "", finish_reason=c.get("finish_reason"), logprobs=lps)
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
         payload = [m.to_dict() for m in messages]

@@ -16,15 +16,8 @@ from typing import Any
 from caitool import __version__
 from caitool.errors import ProviderError
 from caitool.providers._http import status_error
-from caitool.providers.base import (
-    Choice,
-    Completion,
-    GenerateParams,
-    Message,
-    TokenLogprob,
-    TopLogprob,
-    Usage,
-)
+from caitool.providers._openai_shape import parse_choice
+from caitool.providers.base import Completion, GenerateParams, Message, Usage
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -136,63 +129,18 @@ class OpenAIClient:
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
         body = {"messages": [m.to_dict() for m in messages], **self._kwargs(params, chat=True)}
-        response = await self._post("/chat/completions", body)
-        try:
-            return self._chat_completion(response)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ProviderError(f"openai: malformed chat response: {exc!r}", retryable=True) from None
-
-    def _chat_completion(self, response: dict[str, Any]) -> Completion:
-        choices = []
-        for c in response["choices"]:
-            lps = None
-            content_lps = (c.get("logprobs") or {}).get("content")
-            if content_lps:
-                lps = tuple(
-                    TokenLogprob(
-                        token=str(t["token"]),
-                        logprob=float(t["logprob"]),
-                        top=tuple(
-                            TopLogprob(str(x["token"]), float(x["logprob"]))
-                            for x in (t.get("top_logprobs") or [])
-                        ),
-                    )
-                    for t in content_lps
-                )
-            text = (c.get("message") or {}).get("content")
-            choices.append(Choice(text=text or "", finish_reason=c.get("finish_reason"), logprobs=lps))
-        return Completion(
-            choices=choices, usage=self._usage(response), model=str(response.get("model") or "")
-        )
+        return self._completion(await self._post("/chat/completions", body), chat=True)
 
     async def complete(self, prompt: str, params: GenerateParams) -> Completion:
         body = {"prompt": prompt, **self._kwargs(params, chat=False)}
-        response = await self._post("/completions", body)
-        try:
-            return self._text_completion(response)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ProviderError(f"openai: malformed completion response: {exc!r}", retryable=True) from None
+        return self._completion(await self._post("/completions", body), chat=False)
 
-    def _text_completion(self, response: dict[str, Any]) -> Completion:
-        choices = []
-        for c in response["choices"]:
-            lps = None
-            raw = c.get("logprobs") or {}
-            tokens = raw.get("tokens")
-            if tokens:
-                token_lps = raw.get("token_logprobs") or [0.0] * len(tokens)
-                tops = raw.get("top_logprobs") or [{}] * len(tokens)
-                lps = tuple(
-                    TokenLogprob(
-                        token=str(tok),
-                        logprob=float(lp if lp is not None else 0.0),
-                        top=tuple(TopLogprob(str(k), float(v)) for k, v in (top or {}).items()),
-                    )
-                    for tok, lp, top in zip(tokens, token_lps, tops, strict=False)
-                )
-            choices.append(
-                Choice(text=c.get("text") or "", finish_reason=c.get("finish_reason"), logprobs=lps)
-            )
+    def _completion(self, response: dict[str, Any], *, chat: bool) -> Completion:
+        try:
+            choices = [parse_choice(c, chat=chat) for c in response["choices"]]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            kind = "chat" if chat else "completion"
+            raise ProviderError(f"openai: malformed {kind} response: {exc!r}", retryable=True) from None
         return Completion(
             choices=choices, usage=self._usage(response), model=str(response.get("model") or "")
         )
