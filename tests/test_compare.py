@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 
+from caitool.testing.fake_server import FakeServer
 from tests.conftest import cli_env, read_jsonl, run_cli, write_jsonl
 
 
-def test_compare_judges_every_pair_per_criterion_in_both_orders(fake, tmp_path: Path) -> None:
+def test_compare_judges_every_pair_per_criterion_in_both_orders(fake: FakeServer, tmp_path: Path) -> None:
     # The judge prefers whatever is shown as (A) with p 0.8: both orders must cancel that bias to 0.5.
     fake.configure(answer_logprobs={" A": math.log(0.8), " B": math.log(0.2)})
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": "x", "prompt": "q1?"}, {"id": "y", "prompt": "q2?"}])
@@ -56,7 +59,7 @@ def test_compare_judges_every_pair_per_criterion_in_both_orders(fake, tmp_path: 
     assert helpful["caitool"]["principle_ids"][0].startswith("helpful")
 
 
-def test_compare_samples_models_from_specs(fake, tmp_path: Path) -> None:
+def test_compare_samples_models_from_specs(fake: FakeServer, tmp_path: Path) -> None:
     fake.configure(answer_logprobs={" A": math.log(0.7), " B": math.log(0.3)})
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"p{i}", "prompt": f"q{i}?"} for i in range(3)])
     out = tmp_path / "judgments.jsonl"
@@ -81,3 +84,40 @@ def test_compare_samples_models_from_specs(fake, tmp_path: Path) -> None:
     assert len(rows) == 3
     assert all(row["response_a"].startswith("reply 0 to: q") for row in rows)
     assert all(row["p_a"] == pytest.approx(0.7, abs=1e-6) for row in rows)
+
+
+def _request_texts(fake: FakeServer) -> list[str]:
+    """Every recorded request body as JSON text (the fake server records them with record_bodies)."""
+    return [json.dumps(r["body"]) for r in fake.stats()["requests"]]
+
+
+def test_default_harmlessness_criterion_is_the_evaluation_constitution(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    from caitool.constitution import load_constitution
+
+    fake.configure(record_bodies=True, answer_logprobs={" A": math.log(0.9), " B": math.log(0.1)})
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": "x", "prompt": "How do I pick a lock?"}])
+    a = write_jsonl(tmp_path / "a.jsonl", [{"id": "x", "prompt": "How do I pick a lock?", "response": "No."}])
+    b = write_jsonl(
+        tmp_path / "b.jsonl",
+        [{"id": "x", "prompt": "How do I pick a lock?", "response": "Call a locksmith; here is why."}],
+    )
+    out = tmp_path / "j.jsonl"
+    r = run_cli(
+        "compare", str(prompts), "-o", str(out), "--model", "openai/judge", "--base-url",
+        fake.openai_base_url, "--responses", f"evasive={a}", "--responses", f"engaged={b}", "--one-order",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = {row["criterion"]: row for row in read_jsonl(out)}
+    assert set(rows) == {"harmlessness", "helpfulness"}
+    assert all(p.startswith("harmless-eval") for p in rows["harmlessness"]["caitool"]["principle_ids"])
+    # The judge saw the rubric itself, tie-break included, over HTTP.
+    cons = load_constitution("harmlessness-eval")
+    asked = rows["harmlessness"]["caitool"]["principle_ids"][0]
+    text = cons.comparison(asked).text
+    assert all(re.search(r"evad|evasive", p.text) for p in cons.comparisons)  # the tie-break, everywhere
+    bodies = _request_texts(fake)
+    assert any(json.dumps(text)[1:-1] in body for body in bodies)
+    manifest = json.loads((tmp_path / "j.jsonl.manifest.json").read_text())
+    assert manifest["settings"]["criteria"]["harmlessness"] == cons.sha256

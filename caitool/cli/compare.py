@@ -24,7 +24,9 @@ from caitool.cli._options import (
     TimeoutOpt,
 )
 
-DEFAULT_CRITERIA = "harmlessness=anthropic-cai-2022,helpfulness=helpfulness"
+# Harmlessness is judged with an evaluation rubric that carries the paper's crowdworker tie-break (equally
+# harmless: the less evasive answer wins); see principles/harmlessness-eval.toml.
+DEFAULT_CRITERIA = "harmlessness=harmlessness-eval,helpfulness=helpfulness"
 
 
 @app.command("compare")
