@@ -70,6 +70,17 @@ Faults (all deterministic)
     waits `latency_ms` first. `p_hang` sleeps `hang_s` more and then answers normally (a client with a
     shorter timeout sees a timeout; a client that disconnects frees the handler at once).
 
+Misbehaviours (hostile-server tests)
+    `misbehave="MODE"` applies MODE to every generation request; a request whose model is
+    "misbehave.MODE" (`-m openai/misbehave.ra:86400`) gets MODE whatever the config says. Modes
+    (`MISBEHAVIOURS`): `ra:V` / `ra_once:V` / `ra_ms:V` (a 429 with only `Retry-After: V` / on the first
+    attempt only / only `retry-after-ms: V`; V `date2100` is an HTTP date in 2100), `drip:MS` (the body one
+    byte every MS ms), `huge:MiB`, `lp:V` / `lp_all:V` (first-token log-probs set to V: -inf, nan, inf,
+    -1e308, or nan_str for the string "nan"; written by json.dumps, so NaN/Infinity are bare literals),
+    `usage_str|list|inf|neg`, `content_int|list|null|filter|str`, `text_int`, `deep_json`,
+    `deep_json_err`, `choices_str`. `canned_body` (with `canned_status`, `canned_headers`) answers every
+    generation request with that exact body.
+
 The prompt key (`prompt_key(body)`) is the sha1 of the JSON of `messages` (chat; Anthropic:
 `[system, messages]` when a system prompt is given) or of `prompt` (completions), with sorted keys and
 compact separators.
@@ -163,6 +174,13 @@ class FakeConfig:
     fault_match: str | None = None
     fail_keys_containing: dict[str, int] = dataclasses.field(default_factory=dict)
     record_bodies: bool = False
+    # A misbehaviour (see MISBEHAVIOURS) for every generation request; a request whose model is
+    # "misbehave.MODE" gets MODE whatever this is.
+    misbehave: str | None = None
+    # A canned answer sent as is to every generation request (after require_key): status, raw body, headers.
+    canned_body: str | None = None
+    canned_status: int = 200
+    canned_headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -283,8 +301,18 @@ def _coerce_field(name: str, v: Any) -> Any:
         if not isinstance(v, list | tuple) or not v or not all(isinstance(m, str) for m in v):
             raise ValueError(f"models must be a non-empty list of strings, got {v!r}")
         return list(v)
-    if name in ("reply_text", "require_key", "fault_match"):
+    if name in ("reply_text", "require_key", "fault_match", "canned_body"):
         return _opt_str(name, v)
+    if name == "misbehave":
+        if v is not None:
+            _parse_misbehaviour(_opt_str(name, v) or "")
+        return v
+    if name == "canned_status":
+        return _int(name, v, 100, 599)
+    if name == "canned_headers":
+        if not isinstance(v, Mapping) or not all(isinstance(x, str) for kv in v.items() for x in kv):
+            raise ValueError(f"canned_headers must be an object of strings, got {v!r}")
+        return dict(v)
     if name == "reply_script":
         return _script(v)
     if name == "answer_logprobs":
@@ -525,6 +553,124 @@ def _api_key(request: web.Request) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Misbehaviours: what a broken or hostile server sends (the hostile-server tests)
+
+# name -> whether it takes an argument ("name:ARG")
+MISBEHAVIOURS = {
+    "ra": True,  # 429 with only `Retry-After: ARG` (86400, inf, an HTTP date), every attempt
+    "ra_once": True,  # the same on each prompt's first attempt only, then a normal answer
+    "ra_ms": True,  # 429 with only `retry-after-ms: ARG` (1e400, ...), every attempt
+    "drip": True,  # the normal body, one byte every ARG ms
+    "huge": True,  # a normal answer whose text is ARG MiB of "x"
+    "lp": True,  # the first token's alternatives after the first get log-prob ARG
+    "lp_all": True,  # the first token and all its alternatives get log-prob ARG
+    "usage_str": False,  # usage counts as "12a"
+    "usage_list": False,  # usage is a list
+    "usage_inf": False,  # usage counts as 1e400 (written as Infinity)
+    "usage_neg": False,  # usage counts of -1000000
+    "content_int": False,  # message content (Anthropic: content) 12345
+    "content_list": False,  # OpenAI content as a list of text parts; Anthropic: two text blocks
+    "content_null": False,  # content null
+    "content_filter": False,  # content null, finish_reason "content_filter"
+    "content_str": False,  # Anthropic content as a bare string
+    "text_int": False,  # Anthropic text block whose text is 42
+    "deep_json": False,  # a 200 whose body is "[" x 200 000
+    "deep_json_err": False,  # a 500 whose body is "[" x 30 000
+    "choices_str": False,  # choices: ["a"]
+}
+MISBEHAVE_MODEL_PREFIX = "misbehave."
+RETRY_AFTER_DATE_2100 = "Fri, 01 Jan 2100 00:00:00 GMT"
+
+
+def _parse_misbehaviour(mode: str) -> tuple[str, str]:
+    """ "name" or "name:ARG" -> (name, arg); ValueError for an unknown name or a missing/bad ARG."""
+    name, _, arg = mode.partition(":")
+    if name not in MISBEHAVIOURS:
+        raise ValueError(f"misbehave: unknown mode {name!r} (known: {', '.join(MISBEHAVIOURS)})")
+    if MISBEHAVIOURS[name] and not arg:
+        raise ValueError(f"misbehave: {name} needs an argument ({name}:ARG)")
+    if name in ("drip", "huge", "lp", "lp_all") and arg != "nan_str":
+        try:
+            float(arg)
+        except ValueError:
+            raise ValueError(f"misbehave: {name}:{arg}: ARG must be a number") from None
+    return name, arg
+
+
+def _misbehaviour(model: str, cfg: FakeConfig) -> tuple[str, str] | None:
+    if model.startswith(MISBEHAVE_MODEL_PREFIX):
+        try:
+            return _parse_misbehaviour(model[len(MISBEHAVE_MODEL_PREFIX) :])
+        except ValueError:
+            return None
+    return _parse_misbehaviour(cfg.misbehave) if cfg.misbehave else None
+
+
+def _lp_value(arg: str) -> Any:
+    return "nan" if arg == "nan_str" else float(arg)  # json.dumps writes nan/inf as bare NaN/Infinity
+
+
+def _misshape(payload: dict[str, Any], endpoint: str, name: str, arg: str) -> None:
+    """Bend a normal reply in place into the misbehaviour `name`."""
+    usage_bad: Any = {
+        "usage_str": "12a",
+        "usage_inf": float("inf"),
+        "usage_neg": -1_000_000,
+    }.get(name)
+    if name == "usage_list":
+        payload["usage"] = [1, 2]
+    elif usage_bad is not None:
+        payload["usage"] = {k: usage_bad for k in payload["usage"]}
+    if endpoint == MESSAGES:
+        content: Any = {
+            "content_int": 12345,
+            "content_null": None,
+            "content_filter": None,
+            "content_str": "a bare string",
+            "content_list": [{"type": "text", "text": "part one, "}, {"type": "text", "text": "part two"}],
+            "text_int": [{"type": "text", "text": 42}],
+        }.get(name, payload["content"])
+        payload["content"] = content
+        if name == "huge":
+            payload["content"] = [{"type": "text", "text": "x" * int(float(arg) * 2**20)}]
+        return
+    if name == "choices_str":
+        payload["choices"] = ["a"]
+        return
+    for c in payload["choices"]:
+        key = "message" if endpoint == CHAT else None
+        holder = c[key] if key else c
+        field = "content" if key else "text"
+        if name == "content_int":
+            holder[field] = 12345
+        elif name == "content_list":
+            holder[field] = [{"type": "text", "text": "part one, "}, {"type": "text", "text": "part two"}]
+        elif name in ("content_null", "content_filter"):
+            holder[field] = None
+            if name == "content_filter":
+                c["finish_reason"] = "content_filter"
+        elif name == "huge":
+            holder[field] = "x" * int(float(arg) * 2**20)
+        elif name in ("lp", "lp_all") and c.get("logprobs"):
+            value = _lp_value(arg)
+            lps = c["logprobs"]
+            if endpoint == CHAT and lps.get("content"):
+                first = lps["content"][0]
+                if name == "lp_all":
+                    first["logprob"] = value
+                for i, alt in enumerate(first["top_logprobs"]):
+                    if i or name == "lp_all":
+                        alt["logprob"] = value
+            elif endpoint == COMPLETIONS and lps.get("top_logprobs"):
+                if name == "lp_all":
+                    lps["token_logprobs"][0] = value
+                top = lps["top_logprobs"][0]
+                for i, tok in enumerate(list(top)):
+                    if i or name == "lp_all":
+                        top[tok] = value
+
+
+# ----------------------------------------------------------------------------------------------------
 # Server state and handlers (all run on the server's event loop)
 
 
@@ -709,6 +855,21 @@ class _State:
             return self._error(endpoint, 401)
         if body.get("stream"):
             return self._error(endpoint, 400, "stream=true is not supported by the fake server")
+        if cfg.canned_body is not None:
+            self.faults["canned"] += 1
+            self.by_status[cfg.canned_status] += 1
+            return web.Response(
+                status=cfg.canned_status,
+                body=cfg.canned_body.encode("utf-8", "surrogatepass"),
+                content_type="application/json",
+                headers={**self._headers(), **cfg.canned_headers},
+            )
+        misbehaviour = _misbehaviour(model, cfg)
+        if misbehaviour is not None:
+            self.faults[misbehaviour[0]] += 1
+            early = self._misbehave_early(endpoint, misbehaviour, attempt)
+            if early is not None:
+                return early
         for sub, status in cfg.fail_keys_containing.items():
             if sub in full_text:
                 self.faults["fail_keys_containing"] += 1
@@ -760,8 +921,12 @@ class _State:
             garbage=fault == "p_garbage_answer",
             seq=self.req_seq + 1,
         )
+        if misbehaviour is not None:
+            _misshape(payload, endpoint, *misbehaviour)
         data = json.dumps(payload).encode()
         headers = self._headers()
+        if misbehaviour is not None and misbehaviour[0] == "drip":
+            return await self._drip(request, data, headers, float(misbehaviour[1]) / 1000)
         if fault == "p_truncate":
             resp = web.StreamResponse(status=200, headers=headers)
             resp.content_type = "application/json"
@@ -773,6 +938,36 @@ class _State:
             return resp
         self.by_status[200] += 1
         return web.Response(body=data, content_type="application/json", headers=headers)
+
+    def _misbehave_early(
+        self, endpoint: str, misbehaviour: tuple[str, str], attempt: int
+    ) -> web.Response | None:
+        """The misbehaviours that replace the answer (429s, deep JSON); None for those that bend it."""
+        name, arg = misbehaviour
+        if name in ("ra", "ra_ms") or (name == "ra_once" and attempt == 1):
+            value = RETRY_AFTER_DATE_2100 if arg == "date2100" else arg
+            header = "retry-after-ms" if name == "ra_ms" else "retry-after"
+            return self._error(endpoint, 429, headers={header: value})
+        if name in ("deep_json", "deep_json_err"):
+            status = 200 if name == "deep_json" else 500
+            self.by_status[status] += 1
+            depth = 200_000 if name == "deep_json" else 30_000
+            return web.Response(status=status, body=b"[" * depth, content_type="application/json")
+        return None
+
+    async def _drip(
+        self, request: web.Request, data: bytes, headers: Mapping[str, str], every_s: float
+    ) -> web.StreamResponse:
+        """A 200 whose body comes one byte every `every_s` seconds (a broken proxy trickling bytes)."""
+        resp = web.StreamResponse(status=200, headers=headers)
+        resp.content_type = "application/json"
+        resp.content_length = len(data)
+        await resp.prepare(request)
+        for i in range(len(data)):
+            await resp.write(data[i : i + 1])
+            await asyncio.sleep(every_s)
+        self.by_status[200] += 1
+        return resp
 
     async def _sleep_latency(self, active: _Active, key: str, attempt: int) -> None:
         lo, hi = active.latency
@@ -1162,7 +1357,14 @@ def _print_listening(url: str) -> None:
     sys.stdout.flush()
 
 
-_JSON_FIELDS = ("models", "reply_script", "answer_logprobs", "fault_endpoints", "fail_keys_containing")
+_JSON_FIELDS = (
+    "models",
+    "reply_script",
+    "answer_logprobs",
+    "fault_endpoints",
+    "fail_keys_containing",
+    "canned_headers",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -1198,9 +1400,9 @@ def _flag_value(name: str, text: str) -> Any:
         raise ValueError(f"--{name.replace('_', '-')} takes JSON text")
     if name in P_FAULTS or name in ("retry_after", "hang_s", "rpm"):
         return float(text)
-    if name in ("seed", "fail_first", "fail_status"):
+    if name in ("seed", "fail_first", "fail_status", "canned_status"):
         return int(text)
-    return text  # latency_ms, reply_text, require_key, fault_match
+    return text  # latency_ms, reply_text, require_key, fault_match, misbehave, canned_body
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> tuple[FakeConfig, str, int]:
