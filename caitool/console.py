@@ -1,6 +1,9 @@
 """Everything shown to a person goes to stderr through here; stdout carries only data.
 
 Progress is drawn only when stderr is a terminal and `--quiet` is off; Rich honours NO_COLOR and FORCE_COLOR.
+Messages are plain text, never Rich markup: they carry paths, ids, model names, error text and input data,
+and a `[red]` in a file name must print as it is (a `[/x]` would even crash the markup parser). Colour comes
+only from the `style` and `label` arguments.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 
 @functools.cache
@@ -20,7 +24,8 @@ def err_console() -> Console:
 
 
 def interactive() -> bool:
-    return sys.stderr.isatty()
+    # `2>&-` leaves sys.stderr None: nobody is watching, so no progress (and no crash).
+    return sys.stderr is not None and sys.stderr.isatty()
 
 
 class RunProgress:
@@ -70,6 +75,29 @@ class RunProgress:
         )
 
 
-def info(message: str, *, quiet: bool = False) -> None:
-    if not quiet:
-        err_console().print(message, highlight=False, soft_wrap=True)
+def info(message: str, *, quiet: bool = False, style: str = "", label: tuple[str, str] | None = None) -> None:
+    """One message on stderr, as plain text. `style` colours all of it; `label` is a (text, style) prefix
+    such as ("warning:", "yellow")."""
+    if quiet:
+        return
+    text = Text(message, style=style)
+    if label is not None:
+        text = Text.assemble((label[0], label[1]), " ", text)
+    err_console().print(text, highlight=False, soft_wrap=True)
+
+
+def warn(message: str, *, quiet: bool = False) -> None:
+    info(message, quiet=quiet, label=("warning:", "yellow"))
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """A fatal error: `error: MESSAGE` and, when there is one, `hint: HINT`. Never silenced by --quiet."""
+    info(message, label=("error:", "bold red"))
+    if hint:
+        info(hint, label=("hint:", "dim"))
+
+
+def stdin_notice(path: str) -> None:
+    """A command about to read stdin while it is a terminal would otherwise wait without a word."""
+    if path == "-" and sys.stdin is not None and sys.stdin.isatty():
+        info("reading JSONL from stdin; Ctrl-D to end (or pass an input file)", style="dim")

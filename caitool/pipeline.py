@@ -120,7 +120,7 @@ def _print_summary(spec: RunSpec, status: str, summary: dict[str, Any], files: R
         tok = m["input_tokens"] + m["output_tokens"]
         cost = f", ${m['cost_usd']:.4f}" if m["cost_usd"] is not None else ""
         parts.append(f"{spec_name}: {m['attempts']} calls ({m['retries']} retries), {tok:,} tokens{cost}")
-    info("[dim]" + "; ".join(parts) + "[/]")
+    info("; ".join(parts), style="dim")
 
 
 def execute(
@@ -148,8 +148,9 @@ def execute(
     store.open()
     if store.repaired_bytes:
         info(
-            f"[yellow]repaired a torn last line ({store.repaired_bytes} bytes) in {files.output}[/]",
+            f"repaired a torn last line ({store.repaired_bytes} bytes) in {files.output}",
             quiet=spec.quiet,
+            style="yellow",
         )
     if store.done:
         info(f"resuming: {len(store.done)} records already in {files.output}", quiet=spec.quiet)

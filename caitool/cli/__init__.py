@@ -47,14 +47,27 @@ def _register() -> None:
 
 
 def report_error(exc: CaitoolError) -> None:
-    from caitool.console import err_console
+    from caitool.console import error
 
-    err_console().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-    if exc.hint:
-        err_console().print(f"[dim]hint:[/] {exc.hint}", markup=True, highlight=False, soft_wrap=True)
+    error(str(exc), exc.hint)
+
+
+def _occupy_closed_std_fds() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2 (`2>&-`), so the next file opened (the output, say) cannot
+    take that number and receive every stray write meant for a standard stream. A closed stdout is opened
+    read-only, so writing data there fails loudly instead of vanishing."""
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_RDONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, mode)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def main() -> None:
+    _occupy_closed_std_fds()
     _register()
     try:
         # Standalone mode: click reports its own usage errors (exit 2) and honours typer.Exit codes.

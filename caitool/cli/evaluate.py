@@ -42,21 +42,23 @@ def _table(title: str, columns: list[tuple[str, str]], rows: list[list[str]], qu
     if quiet:
         return
     from rich.table import Table
+    from rich.text import Text
 
     from caitool.console import err_console
 
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    # Cells hold model names, ids and phrases: Text, so that they are never read as Rich markup.
+    table = Table(title=Text(title), title_justify="left", show_edge=False, pad_edge=False)
     for header, justify in columns:
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+        table.add_column(Text(header), justify=justify)  # type: ignore[arg-type]
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     err_console().print(table)
 
 
 def _warn(message: str, quiet: bool = False) -> None:
-    from caitool.console import info
+    from caitool.console import warn
 
-    info(f"[yellow]warning:[/] {message}", quiet=quiet)
+    warn(message, quiet=quiet)
 
 
 def _read_rows(path: str, on_bad_input: str, rejects: str | None, parse: Any) -> list[Any]:
@@ -345,7 +347,7 @@ def stats(
                 ],
             )
         for a in report["alerts"]:
-            info(f"[bold yellow]alert[/] {a['monitor']}: {a['message']}")
+            info(f"{a['monitor']}: {a['message']}", label=("alert", "bold yellow"))
         if not report["alerts"]:
             info("no alerts")
     print_json(report)

@@ -163,8 +163,6 @@ def _knobs(
 
 def _run(ctx: typer.Context, backend_name: str, job: TrainJob, extra: dict[str, Any]) -> None:
     """Run the job on its backend; then the manifest, the summary, or (dry run) the plan on stdout."""
-    from rich.markup import escape
-
     from caitool.console import info
     from caitool.trainers import get_backend
     from caitool.trainers.data import sha256_file
@@ -172,13 +170,14 @@ def _run(ctx: typer.Context, backend_name: str, job: TrainJob, extra: dict[str, 
 
     backend = get_backend(backend_name)
     if not job.dry_run:
-        where = escape(f"{job.model} → {job.output}")
-        info(f"[dim]{job.command}: {backend.name} backend, {where}[/]", quiet=job.quiet)
+        info(
+            f"{job.command}: {backend.name} backend, {job.model} → {job.output}", quiet=job.quiet, style="dim"
+        )
     result = backend.run(job)
     if job.dry_run:
         _print_plan(result)
         for note in result.notes:
-            info(f"[dim]note: {escape(note)}[/]", quiet=job.quiet)
+            info(f"note: {note}", quiet=job.quiet, style="dim")
         return
     if not result.main_process or not result.trained:
         return
@@ -220,8 +219,6 @@ def _fmt(value: Any) -> str:
 
 
 def _summary(job: TrainJob, result: TrainResult, manifest: Path) -> None:
-    from rich.markup import escape
-
     from caitool.console import info
 
     m = result.metrics
@@ -237,9 +234,9 @@ def _summary(job: TrainJob, result: TrainResult, manifest: Path) -> None:
             f" (metrics.json)"
         )
     parts.append(f"→ {job.output}")
-    info("[dim]" + escape("; ".join(parts)) + "[/]", quiet=job.quiet)
+    info("; ".join(parts), quiet=job.quiet, style="dim")
     for note in result.notes:
-        info(f"[dim]note: {escape(note)}[/]", quiet=job.quiet)
+        info(f"note: {note}", quiet=job.quiet, style="dim")
 
 
 def _job(

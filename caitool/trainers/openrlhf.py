@@ -40,8 +40,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
 from caitool.console import info
 from caitool.errors import CaitoolError, ConfigError, UsageError
 from caitool.trainers.base import TrainJob, TrainResult
@@ -309,7 +307,7 @@ class OpenRLHFBackend:
                 f"the openrlhf backend cannot run here: {', '.join(missing) or 'ray'} not installed",
                 hint=f"run {launch} where OpenRLHF and a Ray cluster are available (--dry-run prints it)",
             )
-        info(f"[dim]launching: {escape(shlex.join(cmd))}[/]", quiet=job.quiet)
+        info(f"launching: {shlex.join(cmd)}", quiet=job.quiet, style="dim")
         rc = subprocess.call(cmd)
         if rc != 0:
             raise CaitoolError(f"ray job submit exited with status {rc}")

@@ -34,9 +34,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from rich.markup import escape
-
-from caitool.console import info
+from caitool.console import info, warn
 from caitool.errors import CaitoolError, ConfigError, UsageError
 from caitool.trainers.base import TrainJob, TrainResult
 from caitool.trainers.data import (
@@ -297,7 +295,7 @@ def _launch(job: TrainJob, prepared: Prepared) -> TrainResult:
         cmd[:2] = [sys.executable, "-m", "accelerate.commands.launch"]
     else:
         cmd[0] = exe
-    info(f"[dim]launching: {escape(shlex.join(cmd))}[/]", quiet=job.quiet)
+    info(f"launching: {shlex.join(cmd)}", quiet=job.quiet, style="dim")
     rc = subprocess.call(cmd, env={**os.environ, LAUNCHED_ENV: "1", LAUNCHED_BY_ENV: shlex.join(cmd)})
     if rc != 0:
         raise CaitoolError(f"accelerate launch exited with status {rc}")
@@ -413,7 +411,10 @@ def _progress_callback(job: TrainJob) -> Any:
                 if isinstance(val, int | float):
                     shown.append(f"{key}={val:.4g}")
             if shown:
-                info(f"[dim]{job.command}: step {state.global_step}/{state.max_steps} {' '.join(shown)}[/]")
+                info(
+                    f"{job.command}: step {state.global_step}/{state.max_steps} {' '.join(shown)}",
+                    style="dim",
+                )
 
     return StderrProgress()
 
@@ -510,7 +511,7 @@ def _run_sft(job: TrainJob, prepared: Prepared) -> TrainResult:
     if note:
         notes.append(note)
         if not assistant_only:
-            info(f"[yellow]warning:[/] {escape(note)}", quiet=job.quiet)
+            warn(note, quiet=job.quiet)
     rows = prepared.payload["rows"]
     if assistant_only:
         ds = Dataset.from_list([{"messages": m} for m in rows])
