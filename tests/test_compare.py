@@ -121,3 +121,51 @@ def test_default_harmlessness_criterion_is_the_evaluation_constitution(
     assert any(json.dumps(text)[1:-1] in body for body in bodies)
     manifest = json.loads((tmp_path / "j.jsonl.manifest.json").read_text())
     assert manifest["settings"]["criteria"]["harmlessness"] == cons.sha256
+
+
+def test_each_compared_model_reaches_only_the_server_named_for_it(fake: FakeServer, tmp_path: Path) -> None:
+    fake.configure(answer_logprobs={" A": math.log(0.9), " B": math.log(0.1)})
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": "x", "prompt": "q1?"}, {"id": "y", "prompt": "q2?"}])
+    given = write_jsonl(tmp_path / "a.jsonl", [{"id": "x", "response": "a1"}, {"id": "y", "response": "a2"}])
+    out = tmp_path / "j.jsonl"
+    with FakeServer() as policy_server, FakeServer() as provider_default:
+        # The provider's default endpoint (OPENAI_BASE_URL) is a third server: it must hear nothing.
+        env = cli_env(OPENAI_BASE_URL=provider_default.openai_base_url)
+        r = run_cli(
+            "compare", str(prompts), "-o", str(out), "--model", "openai/judge",
+            "--base-url", fake.openai_base_url, "--models", "tuned=openai/tuned-model",
+            "--model-base-url", f"tuned={policy_server.openai_base_url}", "--responses", f"base={given}",
+            "--criteria", "harmlessness=harmlessness-eval", "--one-order", env=env,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert policy_server.stats()["by_model"] == {"tuned-model": 2}
+        assert set(fake.stats()["by_model"]) == {"judge"}
+        assert provider_default.stats()["total"] == 0
+        policy_url = policy_server.openai_base_url
+    rows = read_jsonl(out)
+    assert len(rows) == 2 and {r["model_b"] for r in rows} == {"tuned"}
+    assert all(r["response_b"].startswith("reply 0 to: q") for r in rows)
+    manifest = json.loads((tmp_path / "j.jsonl.manifest.json").read_text())
+    assert manifest["settings"]["models"] == {"tuned": ["openai/tuned-model", policy_url]}
+
+
+def test_a_compared_model_without_its_own_server_is_refused_when_the_judge_has_one(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": "x", "prompt": "q1?"}])
+    given = write_jsonl(tmp_path / "a.jsonl", [{"id": "x", "response": "a1"}])
+    with FakeServer() as provider_default:
+        env = cli_env(OPENAI_BASE_URL=provider_default.openai_base_url)
+        r = run_cli(
+            "compare", str(prompts), "--model", "openai/judge", "--base-url", fake.openai_base_url,
+            "--models", "tuned=openai/tuned-model", "--responses", f"base={given}", env=env,
+        )  # fmt: skip
+        assert r.returncode == 2
+        assert "tuned" in r.stderr and "--model-base-url" in r.stderr
+        assert provider_default.stats()["total"] == 0
+    assert fake.stats()["total"] == 0
+    r = run_cli(
+        "compare", str(prompts), "--model", "openai/judge", "--models", "tuned=openai/tuned-model",
+        "--model-base-url", "other=http://127.0.0.1:9/v1", "--responses", f"base={given}",
+    )  # fmt: skip
+    assert r.returncode == 2 and "no such model" in r.stderr
