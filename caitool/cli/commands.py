@@ -9,6 +9,7 @@ from caitool.cli import (  # noqa: F401
     critique_revise,
     evaluate,
     label_pairs,
+    paper_samples,
     principles,
     train,
 )

@@ -9,8 +9,8 @@ Two row shapes (the repository ships no LICENSE, so caitool ships none of its ro
   "sampled_answers": [{"sampled_string": " text\\n\\nHuman:", "pm_scores": [{"pm_score": 3.1}]}, ...]}`:
   17 samples per prompt, sorted by PM score, best first. `comparison_model` (the comparison dataset's own
   answer) is absent from the PALMS files.
-- SL-CAI traces (`*_SLMADISON`): `rl_prompt`, `initial_response` and `cst`, a list of rounds
-  `{"cst_key": "harmful7", "cst_value": {"prompt": ["\\n\\nCritiqueRequest: ...\\n\\nCritique:"],
+- SL-CAI traces (`*_SLMADISON`): `rl_prompt`, `initial_response` (`[{"sample": text}]`) and `cst`, a list
+  of rounds `{"cst_key": "harmful7", "cst_value": {"prompt": ["\\n\\nCritiqueRequest: ...\\n\\nCritique:"],
   "edit_request": "\\n\\nRevisionRequest: ...\\n\\nRevision:"}, "critique": {"sample"},
   "revision": {"sample"}}`.
 
@@ -74,6 +74,11 @@ def sampled_response(line: Line, index: int) -> str:
 
 
 def _sample(value: Any, where: str, name: str) -> str:
+    """A sampled text stored as {"sample": text} (or a one-element list of those, as `initial_response`)."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    if isinstance(value, str):
+        return value.strip()
     text = value.get("sample") if isinstance(value, dict) else None
     if not isinstance(text, str):
         raise InputError(where, f"{name} has no string 'sample'")
@@ -92,9 +97,7 @@ def trace_row(line: Line, source: str) -> dict[str, Any]:
     """An SL-CAI trace row (`cst`) as a caitool trace row (`critique-revise --format trace`)."""
     where, data = line.where, line.data
     rid, item = prompt(line)
-    initial = data.get("initial_response")
-    if not isinstance(initial, str):
-        raise InputError(where, "field 'initial_response' must be a string")
+    initial = _sample(data.get("initial_response"), where, "initial_response")
     steps = data.get("cst")
     if not isinstance(steps, list) or not steps:
         raise InputError(where, "field 'cst' must be a non-empty list of rounds")
