@@ -430,7 +430,7 @@ def test_label_pairs_killed_between_orders_does_not_pay_again(fake: FakeServer, 
     cmd = LABEL_PAIRS
     src, out, ids = setup(fake, cmd, tmp_path, 1)
     # --both-orders asks twice; the second order (BRAVO shown as (A)) hangs.
-    fake.configure(fault_match="(A) BRAVO", p_hang=1.0, hang_s=60)
+    fake.configure(fault_match="(A) [[[BRAVO", p_hang=1.0, hang_s=60)
     steps = tmp_path / "out.jsonl.steps.jsonl"
     proc = start(cmd, fake, src, out, "--both-orders", "--timeout", "120")
     wait_until(lambda: steps.exists() and b'"q0.ab"' in steps.read_bytes(), proc)

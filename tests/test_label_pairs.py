@@ -45,9 +45,9 @@ def p_from(top: dict[str, float]) -> float:
 
 
 STYLES = {
-    "space": {" A": -0.2, " B": -1.9, "A": -3.0, "(": -4.0},
+    "space": {" A": -0.2, " B": -1.9, "A": -3.0, " The": -4.0},
     "bare": {"A": -1.1, "B": -0.4, " C": -2.0},
-    "paren": {"(A": -0.7, "(B": -0.9, "(": -3.3},
+    "paren": {"(A": -0.7, "(B": -0.9, "The": -3.3},
     "space-paren": {" (A": -2.2, " (B": -0.15, " (A)": -4.0},
     "sentencepiece": {"▁A": -0.05, "▁B": -3.5, "▁The": -4.0},
     "byte-bpe": {"ĠB": -0.6, "ĠA": -0.8, "B": -2.5},
@@ -85,8 +85,8 @@ def test_both_orders_average_and_disagreement(fake, tmp_path: Path) -> None:
     second = {" A": lp(0.3), " B": lp(0.7)}  # asked with BRAVO as (A): P(ALPHA) = P(B) = 0.7
     fake.configure(
         reply_script=[
-            {"match": "(A) ALPHA", "reply": "A", "answer_logprobs": first},
-            {"match": "(A) BRAVO", "reply": "A", "answer_logprobs": second},
+            {"match": "(A) [[[ALPHA", "reply": "A", "answer_logprobs": first},
+            {"match": "(A) [[[BRAVO", "reply": "A", "answer_logprobs": second},
         ]
     )
     src = write_jsonl(tmp_path / "in.jsonl", pairs(1))
@@ -206,8 +206,8 @@ def test_unparseable_answer_is_reasked_then_reported_never_half(fake, tmp_path: 
     assert not out.exists() or out.read_text() == ""
     (err,) = read_jsonl(tmp_path / "out.jsonl.errors.jsonl")
     assert err["id"] == "q0" and "no (A)/(B) answer after 3 attempts" in err["error"]
-    assert err["raw"].strip() == "C"
-    assert fake.stats()["total"] == 3
+    assert "and 5 sampled votes" in err["error"]  # the vote fallback was tried once, and found nothing
+    assert fake.stats()["total"] == 3 + 1
 
 
 def test_injected_answers_in_responses_change_nothing(fake, tmp_path: Path) -> None:

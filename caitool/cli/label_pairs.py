@@ -196,6 +196,13 @@ def label_pairs(
             "--prompt-format", help="auto, completion (base models), chat, or chat-prefill (local/)."
         ),
     ] = "auto",
+    question_format: Annotated[
+        str,
+        typer.Option(
+            "--question-format",
+            help="paper (the paper repository's delimited question, default) or caitool (pre-v2 layout).",
+        ),
+    ] = "paper",
     output_format: Annotated[str, typer.Option("--format", help="trl (default) or openrlhf.")] = "trl",
     fewshot: Annotated[
         int | None, typer.Option("--fewshot", min=0, help="Labelled examples (default all).")
@@ -237,17 +244,18 @@ def label_pairs(
     from caitool.constitution import load_constitution
     from caitool.errors import InputError, UsageError
     from caitool.inputs import Line, count_lines, pair_item, prompt_items
+    from caitool.labels import LABEL_METHOD
     from caitool.pipeline import RunSpec, execute
     from caitool.pricing import price_for
     from caitool.providers import default_model
     from caitool.providers.base import GenerateParams, Usage
     from caitool.runner import Job, RunCounts
     from caitool.tasks.label_pairs import (
+        QUESTION_FORMATS,
         Labeler,
         LabelSettings,
         auto_mode,
         default_votes,
-        label_source,
         load_label_templates,
     )
     from caitool.tasks.sample_pairs import make_pairs, sample_responses
@@ -255,9 +263,10 @@ def label_pairs(
     spec = model or default_model()
     check_choice("--prompt-format", prompt_format, ("auto", "completion", "chat", "chat-prefill"))
     check_choice("--format", output_format, ("trl", "openrlhf"))
+    check_choice("--question-format", question_format, tuple(QUESTION_FORMATS))
     cons = load_constitution(constitution)
     templates = load_label_templates(
-        template or "label_pairs", fewshot_file or "label_pairs_fewshot", fewshot
+        template or QUESTION_FORMATS[question_format], fewshot_file or "label_pairs_fewshot", fewshot
     )
     client = build_client(
         spec, base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, rpm=rpm, tpm=tpm
@@ -339,6 +348,12 @@ def label_pairs(
             "model": spec,
             "base_url": base_url,
             "policy": policy,
+            "policy_base_url": policy_base_url,
+            "max_tokens": max_tokens if policy else None,
+            "cot_max_tokens": cot_max_tokens if cot else None,
+            "reask": reask,
+            "question_format": None if template else question_format,
+            "label_method": LABEL_METHOD,
             "mode": mode,
             "seed": seed,
             "ensemble": ensemble,
@@ -394,7 +409,6 @@ def label_pairs(
                 source=job.where,
                 **(sampled or {}),
             )
-            assert meta["label_source"] == label_source(settings)
             if output_format == "openrlhf":
                 return [to_openrlhf(row)]
             return [row]

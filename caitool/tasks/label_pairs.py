@@ -23,9 +23,21 @@ from typing import Any, Literal
 from caitool.constitution import ComparisonPrinciple, Constitution
 from caitool.errors import ConfigError
 from caitool.inputs import PairItem
-from caitool.labels import NoAnswer, OptionScore, clamp, logit, parse_vote, score_answer, vote_probability
+from caitool.labels import (
+    MIN_OPTION_MASS,
+    TWO_OPTIONS,
+    NoAnswer,
+    OptionScore,
+    UnusableLogprobs,
+    clamp,
+    logit,
+    parse_vote,
+    resolve,
+    score_answer,
+    vote_probability,
+)
 from caitool.prompts import check_template, load_examples, load_toml, render, templates_hash
-from caitool.providers.base import Completion, GenerateParams, Message, Usage
+from caitool.providers.base import Choice, Completion, GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job, RecordFailed
 from caitool.seeds import derive_seed
@@ -34,6 +46,12 @@ Mode = Literal["completion", "chat", "chat-prefill"]
 Order = Literal["ab", "ba"]
 
 _FIELDS = {"conversation", "principle", "response_a", "response_b", "reasoning", "content", "answer"}
+
+# The named question formats (`--question-format`), each a data file under prompts/. "paper" reproduces the
+# paper repository's strings (options in [[[ ]]], H:/A: turns inside the CoT frame, " (A)" continuations);
+# "caitool" is the paper's displayed layout (Sec. 4.1) without delimiters, the format before v2.
+QUESTION_FORMATS = {"paper": "label_pairs_paper", "caitool": "label_pairs"}
+DEFAULT_QUESTION_FORMAT = "paper"
 
 
 @dataclass(frozen=True)
@@ -68,9 +86,10 @@ def _label_example(ex: dict[str, Any]) -> LabelExample:
 
 
 def load_label_templates(
-    template: str = "label_pairs", fewshot: str = "label_pairs_fewshot", n_fewshot: int | None = None
+    template: str | None = None, fewshot: str = "label_pairs_fewshot", n_fewshot: int | None = None
 ) -> LabelTemplates:
-    data, source, sha_t = load_toml(template)
+    """The question templates: a file or a name under prompts/ (default: the default question format's)."""
+    data, source, sha_t = load_toml(template or QUESTION_FORMATS[DEFAULT_QUESTION_FORMAT])
     for section in ("completion", "chat"):
         for key, value in data.get(section, {}).items():
             if isinstance(value, str):
@@ -127,9 +146,19 @@ class Question:
     samples: list[float] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     reasks: int = 0
+    source: str = "logprobs"  # "logprobs", "votes", or "votes-fallback" (log-probs untrusted: see labels)
+    unresolved: float = 0.0  # mass on an opening whose letter was not observed (see labels.score_answer)
+    p_range: list[float] | None = None  # bounds on p_a (question order) from that unresolved mass
+    resolved: bool = False  # the opening was appended to the prompt and asked again to observe it
+    votes_received: int | None = None  # sampled answers actually received (a server may ignore n)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "source": self.source,
+            "unresolved": self.unresolved,
+            "p_range": self.p_range,
+            "resolved": self.resolved,
+            "votes_received": self.votes_received,
             "principle_id": self.principle_id,
             "order": self.order,
             "p_a": self.p_a,
@@ -148,9 +177,78 @@ class Question:
         return cls(**d)
 
 
-def label_source(settings: LabelSettings) -> str:
+def label_source(settings: LabelSettings, questions: list[Question] | None = None) -> str:
+    """How the label was read: logprobs / votes (cot- prefixed for chains of thought); "+votes-fallback"
+    when some question's log-probs put less than MIN_OPTION_MASS on the options and votes were used."""
     base = "votes" if settings.votes else "logprobs"
+    if questions and any(q.source == "votes-fallback" for q in questions):
+        base += "+votes-fallback"
     return f"cot-{base}" if settings.cot else base
+
+
+@dataclass
+class AnswerRead:
+    """The outcome of asking for an answer and reading its log-probs, re-asks included."""
+
+    score: OptionScore | None  # None: no trusted answer (see `best`, `error`)
+    reasks: int
+    raw: str
+    resolved: bool = False
+    best: OptionScore | None = None  # the untrusted score with the most option mass
+    error: str | None = None  # why the last log-probs were unusable
+
+
+# An unresolved opening with at least this much mass is worth one more request to observe its letter.
+RESOLVE_MIN_MASS = 0.01
+
+
+def _display(token: str) -> str:
+    return token.replace("▁", " ").replace("Ġ", " ")
+
+
+async def read_answer(
+    ask: Callable[[list[Message] | str, int], Any],
+    request: list[Message] | str,
+    seed: int,
+    reask: int,
+    options: str = TWO_OPTIONS,
+    spec: str = "model",
+) -> AnswerRead:
+    """Ask (bounded re-asks) until the answer's log-probs name an option with at least MIN_OPTION_MASS.
+    `ask(request, seed)` returns a Choice (or None). On a raw-completion request whose answer left mass on an
+    opening it did not take, the opening is appended to the prompt and asked once to observe P1 exactly."""
+    raw, best, error = "", None, None
+    for attempt in range(reask + 1):
+        choice: Choice | None = await ask(request, seed + attempt)
+        if choice is None:
+            continue
+        raw = choice.text
+        if not choice.logprobs:
+            raise RecordFailed(
+                f"{spec} returned no log-probs",
+                {"hint": "this server drops log-probs: use --votes K", "raw": raw},
+            )
+        resolved = False
+        try:
+            score = score_answer(choice.logprobs, options)
+        except UnusableLogprobs as e:
+            error = str(e)
+            continue
+        except NoAnswer:
+            continue
+        if isinstance(request, str) and score.opening and score.unresolved >= RESOLVE_MIN_MASS:
+            after: Choice | None = await ask(request + _display(score.opening), seed + attempt)
+            if after is not None and after.logprobs:
+                try:
+                    score = resolve(score, score_answer(after.logprobs, options))
+                    resolved = True
+                except NoAnswer:
+                    pass  # keep the bounded estimate
+        if score.trusted:
+            return AnswerRead(score, attempt, raw, resolved)
+        if best is None or score.ab_mass > best.ab_mass:
+            best = score
+    return AnswerRead(None, reask, raw, best=best, error=error)
 
 
 class Labeler:
@@ -175,18 +273,36 @@ class Labeler:
 
     # -- rendering (pure) -------------------------------------------------------------------------------
 
-    def _conversation(self, messages: tuple[Message, ...]) -> str:
+    def _conversation(self, messages: tuple[Message, ...], section: dict[str, Any]) -> str:
+        """The judged conversation as text, in the section's turn templates (CoT questions may have their
+        own, e.g. the paper's H:/A:). Its system message is part of what is judged, so it is rendered here
+        as a turn, never sent as the judge's own system prompt."""
         c = self.t.completion
-        return c.get("turn_separator", "\n\n").join(
-            render(c["assistant" if m.role == "assistant" else "user"], content=m.content)
+        pre = "cot_" if self.s.cot and "cot_user" in section else ""
+        src = section if "user" in section else c
+
+        def turn(role: str) -> str:
+            key = pre + role if pre + role in src else role
+            default = "System: $content" if role == "system" else c[role]
+            return str(src.get(key, c.get(role, default)))
+
+        return str(src.get("turn_separator", c.get("turn_separator", "\n\n"))).join(
+            render(turn(m.role if m.role in ("assistant", "system") else "user"), content=m.content)
             for m in messages
-            if m.role != "system"
         )
 
-    def _fill(self, template: str, messages: tuple[Message, ...], principle: str, a: str, b: str) -> str:
+    def _fill(
+        self,
+        template: str,
+        messages: tuple[Message, ...],
+        principle: str,
+        a: str,
+        b: str,
+        section: dict[str, Any] | None = None,
+    ) -> str:
         return render(
             template,
-            conversation=self._conversation(messages),
+            conversation=self._conversation(messages, self.t.completion if section is None else section),
             principle=principle,
             response_a=a,
             response_b=b,
@@ -211,7 +327,7 @@ class Labeler:
                     parts.append(
                         q
                         + render(c["cot_answer"], reasoning=ex.reasoning)
-                        + render(c["answer"], answer=ex.answer)
+                        + render(c.get("cot_example_answer", c["answer"]), answer=ex.answer)
                     )
                 else:
                     q = self._fill(c["question"], ex.conversation, p.text, ex.response_a, ex.response_b)
@@ -220,13 +336,15 @@ class Labeler:
             parts.append(self._fill(c[key], item.messages, principle.text, a, b))
             return c.get("example_separator", "\n\n\n").join(parts)
         ch = self.t.chat
-        msgs: list[Message] = [m for m in item.messages if m.role == "system"][:1]
+        msgs: list[Message] = []  # no system prompt: the judged conversation's own is inside the question
         for ex, p in zip(self.t.examples, ex_principles, strict=True):
             if cot:
                 msgs.append(
                     Message(
                         "user",
-                        self._fill(ch["cot_question"], ex.conversation, p.text, ex.response_a, ex.response_b),
+                        self._fill(
+                            ch["cot_question"], ex.conversation, p.text, ex.response_a, ex.response_b, ch
+                        ),
                     )
                 )
                 msgs.append(Message("assistant", f"{ex.reasoning} {ch['cot_followup']}{ex.answer})"))
@@ -234,12 +352,12 @@ class Labeler:
                 msgs.append(
                     Message(
                         "user",
-                        self._fill(ch["question"], ex.conversation, p.text, ex.response_a, ex.response_b),
+                        self._fill(ch["question"], ex.conversation, p.text, ex.response_a, ex.response_b, ch),
                     )
                 )
                 msgs.append(Message("assistant", render(ch["answer"], answer=ex.answer)))
         key = "cot_question" if cot else "question"
-        msgs.append(Message("user", self._fill(ch[key], item.messages, principle.text, a, b)))
+        msgs.append(Message("user", self._fill(ch[key], item.messages, principle.text, a, b, ch)))
         return msgs
 
     def _prefilled(self, messages: list[Message], prefix: str) -> str:
@@ -271,44 +389,102 @@ class Labeler:
         usage.add(result.usage)
         return result
 
-    async def _answer_logprobs(
-        self, request: list[Message] | str, seed: int, usage: Usage
-    ) -> tuple[OptionScore, int]:
-        """Score the answer position, re-asking (bounded) when no option appears."""
-        raw = ""
-        for attempt in range(self.s.reask + 1):
-            result = await self._call(
-                request, self._params(max_tokens=3, logprobs=True, seed=seed + attempt), usage
+    def _ask_logprobs(self, usage: Usage) -> Callable[[list[Message] | str, int], Any]:
+        async def ask(request: list[Message] | str, seed: int) -> Choice | None:
+            result = await self._call(request, self._params(max_tokens=3, logprobs=True, seed=seed), usage)
+            return result.choices[0] if result.choices else None
+
+        return ask
+
+    async def _answer_logprobs(self, request: list[Message] | str, seed: int, usage: Usage) -> Question:
+        """P(A) from the answer's log-probs (re-asked when no option, or too little mass on the options);
+        when none is trusted, from sampled votes instead ("votes-fallback"); else the record fails."""
+        ask = self._ask_logprobs(usage)
+        read = await read_answer(ask, request, seed, self.s.reask, spec=self.client.spec)
+        score = read.score
+        if score is not None:
+            return Question(
+                "",
+                "ab",
+                score.p_a,
+                logprob_first=score.logprob_a,
+                logprob_second=score.logprob_b,
+                ab_mass=score.ab_mass,
+                bounded=score.bounded,
+                reasks=read.reasks,
+                unresolved=score.unresolved,
+                p_range=list(score.p_range) if score.p_range else None,
+                resolved=read.resolved,
             )
-            choice = result.choices[0]
-            raw = choice.text
-            if not choice.logprobs:
-                raise RecordFailed(
-                    f"{self.client.spec} returned no log-probs",
-                    {"hint": "this server drops log-probs: use --votes K", "raw": raw},
-                )
-            try:
-                return score_answer(choice.logprobs), attempt
-            except NoAnswer:
-                continue
-        raise RecordFailed(f"no (A)/(B) answer after {self.s.reask + 1} attempts", {"raw": raw})
+        attempts = self.s.reask + 1
+        if read.best is None and read.error is not None:
+            raise RecordFailed(
+                f"unusable log-probs after {attempts} attempts: {read.error}", {"raw": read.raw}
+            )
+        why = (
+            f"option mass {read.best.ab_mass:.3g} < {MIN_OPTION_MASS}"
+            if read.best is not None
+            else "no (A)/(B) among the log-probs"
+        )
+        votes, received, raw = await self._vote_round(request, seed + 7717, usage, DEFAULT_VOTES, 8)
+        if votes["A"] + votes["B"] == 0:
+            raise RecordFailed(
+                f"no (A)/(B) answer after {attempts} attempts ({why}) and {received} sampled votes",
+                {"raw": raw or read.raw},
+            )
+        return Question(
+            "",
+            "ab",
+            vote_probability(votes["A"], votes["B"]),
+            ab_mass=read.best.ab_mass if read.best is not None else None,
+            votes=votes,
+            reasks=read.reasks,
+            source="votes-fallback",
+            votes_received=received,
+        )
+
+    async def _sample(
+        self,
+        request: list[Message] | str,
+        k: int,
+        seed: int,
+        usage: Usage,
+        max_tokens: int,
+        stop: tuple[str, ...] = (),
+    ) -> list[Choice]:
+        """K sampled answers; a server that ignores `n` (returns fewer choices) is topped up with further
+        requests, at most K in all; the caller records how many actually came back."""
+        choices: list[Choice] = []
+        for call in range(k):
+            if len(choices) >= k:
+                break
+            params = self._params(
+                max_tokens=max_tokens, logprobs=False, seed=seed + 7919 * call, n=k - len(choices), stop=stop
+            )
+            result = await self._call(request, params, usage)
+            choices.extend(result.choices)
+        return choices[:k]
+
+    async def _vote_round(
+        self, request: list[Message] | str, seed: int, usage: Usage, k: int, max_tokens: int
+    ) -> tuple[dict[str, int], int, str]:
+        choices = await self._sample(request, k, seed, usage, max_tokens)
+        votes = {"A": 0, "B": 0}
+        for choice in choices:
+            vote = parse_vote(choice.text)
+            if vote:
+                votes[vote] += 1
+        return votes, len(choices), choices[-1].text if choices else ""
 
     async def _answer_votes(
         self, request: list[Message], seed: int, usage: Usage, k: int
-    ) -> tuple[dict[str, int], int, str]:
-        votes = {"A": 0, "B": 0}
+    ) -> tuple[dict[str, int], int, int]:
+        received = 0
         raw = ""
         for attempt in range(self.s.reask + 1):
-            result = await self._call(
-                request, self._params(max_tokens=8, logprobs=False, seed=seed + attempt, n=k), usage
-            )
-            for choice in result.choices:
-                raw = choice.text
-                vote = parse_vote(choice.text)
-                if vote:
-                    votes[vote] += 1
+            votes, received, raw = await self._vote_round(request, seed + attempt, usage, k, 8)
             if votes["A"] + votes["B"]:
-                return votes, attempt, raw
+                return votes, attempt, received
         raise RecordFailed(
             f"no (A)/(B) answer in {k} sampled votes after {self.s.reask + 1} attempts", {"raw": raw}
         )
@@ -327,28 +503,29 @@ class Labeler:
             q = await self._cot_question(request, principle, order, seed, usage)
         elif self.s.votes:
             assert not isinstance(request, str)
-            votes, reasks, _ = await self._answer_votes(request, seed, usage, self.s.votes)
+            votes, reasks, received = await self._answer_votes(request, seed, usage, self.s.votes)
             p_first = vote_probability(votes["A"], votes["B"])
-            q = Question(principle.id, order, p_first, votes=votes, reasks=reasks)
+            q = Question(
+                principle.id,
+                order,
+                p_first,
+                votes=votes,
+                reasks=reasks,
+                source="votes",
+                votes_received=received,
+            )
         else:
             if self.s.mode == "chat-prefill":
                 assert not isinstance(request, str)
                 # The few-shot answers read "(B)", so the forced prefix is the opening parenthesis.
                 request = self._prefilled(request, "(")
-            score, reasks = await self._answer_logprobs(request, seed, usage)
-            q = Question(
-                principle.id,
-                order,
-                score.p_a,
-                logprob_first=score.logprob_a,
-                logprob_second=score.logprob_b,
-                ab_mass=score.ab_mass,
-                bounded=score.bounded,
-                reasks=reasks,
-            )
+            q = await self._answer_logprobs(request, seed, usage)
+            q.principle_id, q.order = principle.id, order
         if order == "ba":  # the question's (A) was response B: express it as P(response A better)
             q.p_a = 1.0 - q.p_a
             q.samples = [1.0 - s for s in q.samples]
+            if q.p_range is not None:
+                q.p_range = [1.0 - q.p_range[1], 1.0 - q.p_range[0]]
         self.save_step(rid, step, q.to_dict())
         return q
 
@@ -365,12 +542,8 @@ class Labeler:
         if self.s.mode == "chat" and isinstance(request, list):
             if self.s.votes or not self.client.supports_logprobs:
                 # Votes from the conclusions of K sampled chains of thought.
-                result = await self._call(
-                    request,
-                    self._params(max_tokens=self.s.cot_max_tokens, logprobs=False, seed=seed, n=k),
-                    usage,
-                )
-                texts = [ch_.text for ch_ in result.choices]
+                chains = await self._sample(request, k, seed, usage, self.s.cot_max_tokens)
+                texts = [ch_.text for ch_ in chains]
                 parsed = [parse_vote(t) for t in texts]
                 a, b = parsed.count("A"), parsed.count("B")
                 if a + b == 0:
@@ -382,11 +555,11 @@ class Labeler:
                     votes={"A": a, "B": b},
                     samples=[1.0 if v == "A" else 0.0 for v in parsed if v],
                     reasoning=texts,
+                    source="votes",
+                    votes_received=len(texts),
                 )
-            result = await self._call(
-                request, self._params(max_tokens=self.s.cot_max_tokens, logprobs=False, seed=seed, n=k), usage
-            )
-            texts = [ch_.text.strip() for ch_ in result.choices]
+            chains = await self._sample(request, k, seed, usage, self.s.cot_max_tokens)
+            texts = [ch_.text.strip() for ch_ in chains]
             requests: list[list[Message] | str] = [
                 [*request, Message("assistant", t), Message("user", ch["cot_followup"])] for t in texts
             ]
@@ -400,32 +573,35 @@ class Labeler:
                 base = request
                 answer_tail = ""
             stop = tuple(c.get("cot_stop", ()))
-            result = await self._call(
-                base,
-                self._params(max_tokens=self.s.cot_max_tokens, logprobs=False, seed=seed, n=k, stop=stop),
-                usage,
-            )
-            texts = [ch_.text.strip() for ch_ in result.choices]
+            chains = await self._sample(base, k, seed, usage, self.s.cot_max_tokens, stop)
+            texts = [ch_.text.strip() for ch_ in chains]
             if answer_tail:
                 requests = [base + answer_tail.format(reasoning=t) for t in texts]
             else:
                 requests = [base + render(c["cot_answer"], reasoning=t) for t in texts]
+        if not requests:
+            raise RecordFailed("the server returned no chain of thought", {"raw": ""})
         samples: list[float] = []
         masses: list[float] = []
         reasks = 0
+        fallback = False
         for i, req in enumerate(requests):
-            score, r = await self._answer_logprobs(req, seed + 101 * (i + 1), usage)
-            samples.append(score.p_a)
-            masses.append(score.ab_mass)
-            reasks += r
+            answer = await self._answer_logprobs(req, seed + 101 * (i + 1), usage)
+            samples.append(answer.p_a)
+            if answer.ab_mass is not None:
+                masses.append(answer.ab_mass)
+            reasks += answer.reasks
+            fallback = fallback or answer.source == "votes-fallback"
         return Question(
             principle.id,
             order,
             sum(samples) / len(samples),
-            ab_mass=sum(masses) / len(masses),
+            ab_mass=sum(masses) / len(masses) if masses else None,
             samples=samples,
             reasoning=texts,
             reasks=reasks,
+            source="votes-fallback" if fallback else "logprobs",
+            votes_received=len(texts) if len(texts) != k else None,
         )
 
     async def label(self, job: Job[PairItem]) -> dict[str, Any]:
@@ -457,7 +633,7 @@ class Labeler:
             "p_chosen": p_chosen,
             "margin": logit(p_chosen),
             "caitool": {
-                "label_source": label_source(self.s),
+                "label_source": label_source(self.s, questions),
                 "p_a": p_a,
                 "p_a_unclamped": p_raw,
                 "chosen_is": "a" if a_wins else "b",
