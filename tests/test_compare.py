@@ -169,3 +169,19 @@ def test_a_compared_model_without_its_own_server_is_refused_when_the_judge_has_o
         "--model-base-url", "other=http://127.0.0.1:9/v1", "--responses", f"base={given}",
     )  # fmt: skip
     assert r.returncode == 2 and "no such model" in r.stderr
+
+
+def test_compare_reports_the_judges_cost_and_takes_a_request_budget(fake: FakeServer, tmp_path: Path) -> None:
+    fake.configure(answer_logprobs={" A": math.log(0.9), " B": math.log(0.1)})
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": "x", "prompt": "q1?"}])
+    a = write_jsonl(tmp_path / "a.jsonl", [{"id": "x", "response": "a1"}])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"id": "x", "response": "b1"}])
+    out = tmp_path / "j.jsonl"
+    r = run_cli(
+        "compare", str(prompts), "-o", str(out), "--model", "openai/judge",
+        "--base-url", fake.openai_base_url, "--responses", f"a={a}", "--responses", f"b={b}",
+        "--price", "1000,1000", "--rpm", "600", "--tpm", "1e6",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    judge = json.loads((tmp_path / "j.jsonl.manifest.json").read_text())["counts"]["models"]["openai/judge"]
+    assert judge["cost_usd"] > 0 and judge["requests"] == fake.stats()["total"] == 4  # 2 criteria x 2 orders

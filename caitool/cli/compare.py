@@ -17,10 +17,13 @@ from caitool.cli._options import (
     ModelOpt,
     OutputOpt,
     OverwriteOpt,
+    PriceOpt,
     QuietOpt,
     RetriesOpt,
+    RpmOpt,
     SeedOpt,
     TimeoutOpt,
+    TpmOpt,
 )
 
 # Harmlessness is judged with an evaluation rubric that carries the paper's crowdworker tie-break (equally
@@ -146,6 +149,9 @@ def compare(
     concurrency: ConcurrencyOpt = None,
     timeout: TimeoutOpt = 120.0,
     retries: RetriesOpt = 6,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    price: PriceOpt = None,
     limit: LimitOpt = None,
     errors: ErrorsOpt = None,
     overwrite: OverwriteOpt = False,
@@ -153,12 +159,19 @@ def compare(
 ) -> None:
     """Compare models' answers to the same prompts, judged by --model per criterion (both orders), and
     write judgment rows that `caitool elo` turns into Elo scores."""
-    from caitool.cli._common import BadInputPolicy, build_client, default_concurrency, lines_to_jobs
+    from caitool.cli._common import (
+        BadInputPolicy,
+        build_client,
+        default_concurrency,
+        lines_to_jobs,
+        parse_price,
+    )
     from caitool.constitution import load_constitution
     from caitool.errors import UsageError
     from caitool.evaluation import paper_samples
     from caitool.inputs import Line, count_lines, prompt_items
     from caitool.pipeline import RunSpec, execute
+    from caitool.pricing import price_for
     from caitool.providers import default_model
     from caitool.providers.base import GenerateParams
     from caitool.runner import Job, RunCounts
@@ -173,7 +186,7 @@ def compare(
 
     judge_spec = model or default_model()
     judge = build_client(
-        judge_spec, base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, rpm=None, tpm=None
+        judge_spec, base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, rpm=rpm, tpm=tpm
     )
     specs: dict[str, str] = {}
     for entry in [m for m in (models or "").split(",") if m.strip()]:
@@ -187,8 +200,8 @@ def compare(
             api_key=None,
             timeout=timeout,
             retries=retries,
-            rpm=None,
-            tpm=None,
+            rpm=rpm,  # each server has its own budget
+            tpm=tpm,
         )
         for name, spec in specs.items()
     }
@@ -272,4 +285,7 @@ def compare(
 
         return process
 
-    raise typer.Exit(execute(run, jobs, make_process, [judge, *sampled.values()], counts=counts))
+    # One price covers every client of a run, so it is the judge's only when the judge makes every request.
+    judge_price = None if specs else price_for(judge_spec, parse_price(price))
+    clients = [judge, *sampled.values()]
+    raise typer.Exit(execute(run, jobs, make_process, clients, price=judge_price, counts=counts))
