@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from caitool.errors import ConfigError, InputError
 from caitool.inputs import Line, looks_like_transcript, parse_transcript
+from caitool.prompts import type_name
 
 SAMPLE_FIELDS = ("response", "final_response", "completion", "output", "text")
 _WORD = re.compile(r"[\w']+")
@@ -73,11 +74,44 @@ class Monitors:
     source: str = ""
 
 
+# The tables of a monitors file and their keys; a user's file may hold any of them (docs/prompts.md).
+_MONITOR_TABLES = {
+    "refusal": ("phrases",),
+    "evasive": ("phrases",),
+    "preachy": ("phrases",),
+    "revision_prefix": ("patterns",),
+    "boilerplate": ("ngram", "min_records", "min_fraction", "top"),
+    "alerts": tuple(_ALERT_DEFAULTS),
+}
+
+
+def _check_tables(data: dict[str, Any], source: str) -> None:
+    for name, table in data.items():
+        if name not in _MONITOR_TABLES:
+            raise ConfigError(f"{source}: {name}: unknown table (known: {', '.join(_MONITOR_TABLES)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {name}: expected a table, got {type_name(table)}")
+        unknown = sorted(set(table) - set(_MONITOR_TABLES[name]))
+        if unknown:
+            known = ", ".join(_MONITOR_TABLES[name])
+            raise ConfigError(f"{source}: {name}.{unknown[0]}: unknown key (known: {known})")
+
+
 def _phrases(data: dict[str, Any], table: str, where: str) -> tuple[str, ...]:
     value = data.get(table, {}).get("phrases", [])
     if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
-        raise ConfigError(f"{where}: [{table}].phrases must be a list of non-empty strings")
+        raise ConfigError(f"{where}: {table}.phrases: expected a list of non-empty strings")
     return tuple(normalize(p) for p in value)
+
+
+def _number(
+    table: dict[str, Any], key: str, default: float, where: str, kind: type[int] | type[float]
+) -> Any:
+    value = table.get(key, default)
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if not ok or (kind is int and value != int(value)):
+        raise ConfigError(f"{where}.{key}: expected {'an integer' if kind is int else 'a finite number'}")
+    return kind(value)
 
 
 def load_monitors(path: str | None = None) -> Monitors:
@@ -89,31 +123,30 @@ def load_monitors(path: str | None = None) -> Monitors:
     source = str(default)
     if path is not None:
         user = _load(Path(path))
+        _check_tables(user, path)
         data.update(user)
         source = path
-    try:
-        prefix = tuple(
-            re.compile(r"\s*(?:" + p + ")", re.IGNORECASE) for p in data["revision_prefix"]["patterns"]
-        )
-    except (KeyError, TypeError):
-        raise ConfigError(
-            f"{source}: [revision_prefix].patterns must be a list of regular expressions"
-        ) from None
-    except re.error as exc:
-        raise ConfigError(f"{source}: [revision_prefix]: bad regular expression: {exc}") from None
+    patterns = data.get("revision_prefix", {}).get("patterns")
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ConfigError(f"{source}: revision_prefix.patterns: expected a list of regular expressions")
+    for i, p in enumerate(patterns):
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise ConfigError(
+                f"{source}: revision_prefix.patterns[{i}]: bad regular expression: {exc}"
+            ) from None
+    prefix = tuple(re.compile(r"\s*(?:" + p + ")", re.IGNORECASE) for p in patterns)
     bp = data.get("boilerplate", {})
     alerts = dict(_ALERT_DEFAULTS)
-    for key, value in data.get("alerts", {}).items():
-        if key not in alerts or isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{source}: [alerts].{key}: unknown key or not a number")
-        alerts[key] = float(value)
-    try:
-        ngram, min_records = int(bp.get("ngram", 6)), int(bp.get("min_records", 3))
-        min_fraction, top = float(bp.get("min_fraction", 0.05)), int(bp.get("top", 15))
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: [boilerplate] values must be numbers") from None
+    for key in data.get("alerts", {}):
+        alerts[key] = _number(data["alerts"], key, 0.0, f"{source}: alerts", float)
+    ngram = _number(bp, "ngram", 6, f"{source}: boilerplate", int)
+    min_records = _number(bp, "min_records", 3, f"{source}: boilerplate", int)
+    min_fraction = _number(bp, "min_fraction", 0.05, f"{source}: boilerplate", float)
+    top = _number(bp, "top", 15, f"{source}: boilerplate", int)
     if ngram < 2 or min_records < 2:
-        raise ConfigError(f"{source}: [boilerplate] needs ngram >= 2 and min_records >= 2")
+        raise ConfigError(f"{source}: boilerplate: needs ngram >= 2 and min_records >= 2")
     return Monitors(
         refusal=_phrases(data, "refusal", source),
         evasive=_phrases(data, "evasive", source),

@@ -19,10 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from caitool.constitution import Constitution, CritiquePrinciple
-from caitool.errors import ConfigError
 from caitool.inputs import PromptItem
 from caitool.parsing import clean_critique, clean_response, clean_revision, revision_flags
-from caitool.prompts import check_template, load_examples, load_toml, render, templates_hash
+from caitool.prompts import (
+    Key,
+    check_sections,
+    example_conversation,
+    example_keys,
+    example_str,
+    load_examples,
+    load_toml,
+    render,
+    templates_hash,
+)
 from caitool.providers.base import Completion, GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job
@@ -51,30 +60,44 @@ class Templates:
     sha256: str
 
 
-_CHAT_KEYS = {
-    "system": set(),
-    "critique_turn": {"critique_request"},
-    "revision_turn": {"revision_request"},
-    "direct_revision_turn": {"revision_request"},
+def _key(*placeholders: str, required: bool = True) -> Key:
+    return Key(frozenset(placeholders), required=required)
+
+
+# The layout of a `--template` file (docs/prompts.md): every key is required unless the code has a default.
+TEMPLATE_SCHEMA = {
+    "chat": {
+        "system": _key(required=False),
+        "critique_turn": _key("critique_request"),
+        "revision_turn": _key("revision_request"),
+        "direct_revision_turn": _key("revision_request"),
+    },
+    "completion": {
+        "system": _key("content"),
+        "user": _key("content"),
+        "assistant": _key("content"),
+        "response_cue": _key(),
+        "critique": _key("critique_request"),
+        "revision": _key("revision_request"),
+        "stop": Key(required=False, strings=True),
+    },
 }
-_COMPLETION_KEYS = {
-    "system": {"content"},
-    "user": {"content"},
-    "assistant": {"content"},
-    "response_cue": set(),
-    "critique": {"critique_request"},
-    "revision": {"revision_request"},
-}
+_EXAMPLE_KEYS = ("response", "critique_request", "critique", "revision_request", "revision")
 
 
 def _fewshot_example(ex: dict[str, Any]) -> FewShotExample:
+    example_keys(ex, {"conversation", *_EXAMPLE_KEYS})
+    conversation = example_conversation(ex)
+    response, critique_request, critique, revision_request, revision = (
+        example_str(ex, k) for k in _EXAMPLE_KEYS
+    )
     return FewShotExample(
-        conversation=tuple(Message(m["role"], m["content"]) for m in ex["conversation"]),
-        response=ex["response"],
-        critique_request=ex["critique_request"],
-        critique=ex["critique"],
-        revision_request=ex["revision_request"],
-        revision=ex["revision"],
+        conversation=conversation,
+        response=response,
+        critique_request=critique_request,
+        critique=critique,
+        revision_request=revision_request,
+        revision=revision,
     )
 
 
@@ -82,18 +105,12 @@ def load_templates(
     template: str = "critique_revise", fewshot: str = "critique_revise_fewshot", n_fewshot: int | None = None
 ) -> Templates:
     data, source, sha_t = load_toml(template)
-    chat = data.get("chat", {})
-    completion = data.get("completion", {})
-    for key, allowed in _CHAT_KEYS.items():
-        check_template(f"{source}: chat.{key}", chat.get(key, ""), allowed)
-    for key, allowed in _COMPLETION_KEYS.items():
-        check_template(f"{source}: completion.{key}", completion.get(key, ""), allowed)
-    stop = completion.get("stop", [])
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise ConfigError(f"{source}: completion.stop must be a list of strings")
+    check_sections(source, data, TEMPLATE_SCHEMA)
     examples, sha_f = load_examples(fewshot, n_fewshot, _fewshot_example)
     sha = templates_hash(sha_t, sha_f, len(examples))
-    return Templates(chat=chat, completion=completion, fewshot=tuple(examples), source=source, sha256=sha)
+    return Templates(
+        chat=data["chat"], completion=data["completion"], fewshot=tuple(examples), source=source, sha256=sha
+    )
 
 
 @dataclass(frozen=True)
