@@ -208,7 +208,7 @@ def test_bad_data_points_at_file_and_line(tmp_path: Path) -> None:
         "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
         "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}],
     }
-    pairs = load_pairs(write_jsonl(tmp_path / "implicit.jsonl", [implicit]))
+    pairs = load_pairs(write_jsonl(tmp_path / "implicit.jsonl", [implicit])).pairs
     assert pairs[0].prompt == [{"role": "user", "content": "q"}] and pairs[0].p_chosen == 1.0
 
 

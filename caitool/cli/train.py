@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,9 +18,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from caitool.cli import app
+from caitool.cli._options import OnBadInputOpt, RejectsOpt
 from caitool.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
+    from caitool.cli._common import BadInputPolicy
     from caitool.trainers.base import Knobs, Task, TrainJob, TrainResult
 
 trainers_app = typer.Typer(help="Training backends (trl, openrlhf, plugins).", no_args_is_help=True)
@@ -59,6 +62,13 @@ DryRunOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Train into a directory that already holds a caitool manifest.")
+]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        help="paper: the hyper-parameters Bai et al. 2022 report (docs/training.md); --config and flags win.",
+    ),
 ]
 
 
@@ -161,7 +171,21 @@ def _knobs(
     )
 
 
-def _run(ctx: typer.Context, backend_name: str, job: TrainJob, extra: dict[str, Any]) -> None:
+def _bad_input(mode: str, rejects: str | None, output: Path, dry_run: bool) -> BadInputPolicy:
+    """The data commands' --on-bad-input / --rejects, for training data. Skipped lines go to --rejects, by
+    default OUTPUT_DIR.rejects.jsonl beside the output directory (a dry run writes none unless named).
+    Under `accelerate launch` only rank 0 writes it, so the ranks do not write each line several times."""
+    from caitool.cli._common import BadInputPolicy
+    from caitool.runner import RunCounts
+
+    other_rank = os.environ.get("RANK", "0") != "0"
+    out = None if dry_run or other_rank else str(output)
+    return BadInputPolicy(mode, None if other_rank else rejects, out, RunCounts())
+
+
+def _run(
+    ctx: typer.Context, backend_name: str, job: TrainJob, extra: dict[str, Any], bad: BadInputPolicy
+) -> None:
     """Run the job on its backend; then the manifest, the summary, or (dry run) the plan on stdout."""
     from caitool.console import info
     from caitool.trainers import get_backend
@@ -174,6 +198,9 @@ def _run(ctx: typer.Context, backend_name: str, job: TrainJob, extra: dict[str, 
             f"{job.command}: {backend.name} backend, {job.model} → {job.output}", quiet=job.quiet, style="dim"
         )
     result = backend.run(job)
+    if bad.counts.rejected:
+        where = f" (see {bad.path})" if bad.path else ""
+        result.notes.append(f"{bad.counts.rejected} bad input lines skipped{where}")
     if job.dry_run:
         _print_plan(result)
         for note in result.notes:
@@ -190,12 +217,15 @@ def _run(ctx: typer.Context, backend_name: str, job: TrainJob, extra: dict[str, 
             "sha256": sha256_file(job.data),
             "rows": result.data_rows,
             "mix": mix,
+            "rejected": bad.counts.rejected,
+            "rejects": str(bad.path) if bad.path and bad.counts.rejected else None,
         },
         "base_model": job.model,
         "reward_model": job.reward,
         "backend": {"name": backend.name, "version": backend.version()},
         "args": {**{k: v for k, v in ctx.params.items()}, **extra},
         "config": job.options,
+        "preset": None if job.preset is None else {**job.preset.values(), "sources": job.preset.sources},
         "metrics": result.metrics,
         "launch_command": result.command,
         "files": {k: v for k, v in result.files.items() if k != "mix"},
@@ -252,20 +282,29 @@ def _job(
     dry_run: bool,
     quiet: bool,
     overwrite: bool,
+    on_bad_input: str,
+    rejects: str | None,
+    preset: str | None,
     **extra: Any,
-) -> TrainJob:
+) -> tuple[TrainJob, BadInputPolicy]:
     from caitool.trainers.base import TrainJob
+    from caitool.trainers.presets import get_preset
 
     data_path = Path(data)
     if not data_path.is_file():
         raise UsageError(f"{data}: no such file")
-    return TrainJob(
+    out = _check_output(output, overwrite, dry_run)
+    chosen_preset = get_preset(preset, task, extra.get("algo"))
+    bad = _bad_input(on_bad_input, rejects, out, dry_run)
+    job = TrainJob(
         task=task,
         data=data_path,
-        output=_check_output(output, overwrite, dry_run),
+        output=out,
         model=model,
         knobs=knobs,
         options=load_config(config),
+        preset=chosen_preset,
+        on_bad_input=bad.handle if bad.mode == "skip" else None,
         accelerate_config=_existing(accelerate_config, "--accelerate-config"),
         deepspeed=_existing(deepspeed, "--deepspeed"),
         dry_run=dry_run,
@@ -273,6 +312,7 @@ def _job(
         argv=canonical_argv(ctx),
         **extra,
     )
+    return job, bad
 
 
 # --------------------------------------------------------------------------------------------------- commands
@@ -306,6 +346,9 @@ def sft(
     config: ConfigOpt = None,
     accelerate_config: AccelerateOpt = None,
     deepspeed: DeepSpeedOpt = None,
+    preset: PresetOpt = None,
+    on_bad_input: OnBadInputOpt = "fail",
+    rejects: RejectsOpt = None,
     dry_run: DryRunOpt = False,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
@@ -317,7 +360,7 @@ def sft(
     for m in mixes:
         if not m.path.is_file():
             raise UsageError(f"--mix {m.path}: no such file")
-    job = _job(
+    job, bad = _job(
         ctx,
         "sft",
         data,
@@ -330,10 +373,13 @@ def sft(
         dry_run,
         quiet,
         overwrite,
+        on_bad_input,
+        rejects,
+        preset,
         mix=mixes,
         rounds_kept=rounds_kept,
     )
-    _run(ctx, backend, job, {})
+    _run(ctx, backend, job, {}, bad)
 
 
 @app.command("train-pm")
@@ -360,6 +406,9 @@ def train_pm(
     config: ConfigOpt = None,
     accelerate_config: AccelerateOpt = None,
     deepspeed: DeepSpeedOpt = None,
+    preset: PresetOpt = None,
+    on_bad_input: OnBadInputOpt = "fail",
+    rejects: RejectsOpt = None,
     dry_run: DryRunOpt = False,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
@@ -369,7 +418,7 @@ def train_pm(
     from caitool.trainers.base import LOSSES
 
     check_choice("--loss", loss, LOSSES)
-    job = _job(
+    job, bad = _job(
         ctx,
         "pm",
         pairs,
@@ -382,10 +431,13 @@ def train_pm(
         dry_run,
         quiet,
         overwrite,
+        on_bad_input,
+        rejects,
+        preset,
         loss=loss,
         holdout=holdout,
     )
-    _run(ctx, backend, job, {})
+    _run(ctx, backend, job, {}, bad)
 
 
 def _reward_source(reward: str | None) -> tuple[str | None, str | None]:
@@ -484,6 +536,9 @@ def rl(
     config: ConfigOpt = None,
     accelerate_config: AccelerateOpt = None,
     deepspeed: DeepSpeedOpt = None,
+    preset: PresetOpt = None,
+    on_bad_input: OnBadInputOpt = "fail",
+    rejects: RejectsOpt = None,
     dry_run: DryRunOpt = False,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
@@ -507,7 +562,7 @@ def rl(
             reward_fn = _ai_feedback_reward(
                 reward_spec, reward_base_url, reward_constitution, not reward_one_order, seed
             )
-    job = _job(
+    job, bad = _job(
         ctx,
         "rl",
         prompts,
@@ -520,12 +575,15 @@ def rl(
         dry_run,
         quiet,
         overwrite,
+        on_bad_input,
+        rejects,
+        preset,
         algo=algo,
         reward=reward_dir or reward_spec,
         reward_fn=reward_fn,
     )
     try:
-        _run(ctx, backend, job, {})
+        _run(ctx, backend, job, {}, bad)
     finally:
         if reward_fn is not None:
             reward_fn.close()

@@ -15,14 +15,23 @@ Nothing here imports torch: backends import their stack inside `run`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from caitool.errors import InputError
+
+if TYPE_CHECKING:
+    from caitool.trainers.presets import Preset
 
 Task = Literal["sft", "pm", "rl"]
 TASKS: tuple[Task, ...] = ("sft", "pm", "rl")
 COMMANDS: dict[Task, str] = {"sft": "sft", "pm": "train-pm", "rl": "rl"}
 LOSSES = ("soft", "bt", "margin")
+# What a data loader does with a bad line: raise it (the default, exit 2 at `file:line`), or record it and go
+# on (`--on-bad-input skip` writes it to the rejects file). It gets the error and the line's object, if any.
+BadLineHandler = Callable[[InputError, dict[str, Any] | None], None]
 ALGOS = ("grpo", "rloo", "online-dpo", "dpo", "ppo")
 
 
@@ -63,6 +72,7 @@ class TrainJob:
     model: str
     knobs: Knobs = field(default_factory=Knobs)
     options: dict[str, Any] = field(default_factory=dict)  # the backend's own arguments (--config)
+    preset: Preset | None = None  # --preset: below --config and flags, above the backend's defaults
     loss: str = "soft"  # pm
     holdout: float = 0.1  # pm: fraction of pairs held out for accuracy / ECE
     algo: str | None = None  # rl
@@ -75,6 +85,7 @@ class TrainJob:
     deepspeed: Path | None = None
     dry_run: bool = False
     quiet: bool = False
+    on_bad_input: BadLineHandler | None = None  # None: the first bad line raises
     argv: tuple[str, ...] = ()  # the caitool command line, canonical form (relaunch + manifest)
 
     @property

@@ -15,7 +15,11 @@ Accepted inputs:
   conversational preference format `{"prompt": [...], "chosen": [...], "rejected": [...], "p_chosen"?,
   "margin"?}`; `prompt`, `chosen`, `rejected` may also be plain strings; without `prompt`, `chosen` and
   `rejected` are whole conversations sharing everything but the last (assistant) turn. Without `p_chosen`
-  the label is hard (p = 1).
+  the label is hard (p = 1). An empty reply is a valid option; a pair with two identical replies is left out.
+
+Malformed lines are bad input: raised at `file:line`, or handed to an `on_bad` handler (`--on-bad-input
+skip`). Well-formed rows with nothing to learn (an empty SFT reply, identical pair replies) are left out and
+counted instead, so what caitool's data commands write always loads.
 - Prompts (`caitool rl`): `{"prompt": str}`, `{"prompt": [...]}` or `{"messages": [...]}` (a trailing
   assistant turn is dropped); a preference file works too (its prompt is used).
 """
@@ -23,16 +27,18 @@ Accepted inputs:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from caitool.errors import InputError, UsageError
-from caitool.trainers.base import MixSpec
+from caitool.inputs import read_lines
+from caitool.trainers.base import BadLineHandler, MixSpec
+
+T = TypeVar("T")
 
 ROLES = frozenset({"system", "user", "assistant"})
 Messages = list[dict[str, str]]
@@ -46,32 +52,25 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(file:line, object) for each non-blank line. Raises InputError on the first bad line."""
-    if not path.exists():
-        raise InputError(f"{path}:0", "no such file")
-    if path.is_dir():
-        raise InputError(f"{path}:0", "is a directory, not a JSONL file")
-    count = 0
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(where, f"not UTF-8 (byte {exc.start})") from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(where, f"malformed JSON: {exc.msg} at column {exc.colno}") from None
-            if not isinstance(obj, dict):
-                raise InputError(where, f"expected a JSON object, got {type(obj).__name__}")
-            count += 1
-            yield where, obj
-    if count == 0:
-        raise InputError(f"{path}:0", "no records (the file is empty)")
+def _fail(err: InputError, data: dict[str, Any] | None) -> None:
+    raise err
+
+
+def read_rows(
+    path: Path, convert: Callable[[str, dict[str, Any]], T], on_bad: BadLineHandler | None = None
+) -> Iterator[T]:
+    """`convert(file:line, object)` for each line of a JSONL file (caitool.inputs.read_lines, the reader the
+    data commands use). A line that is not a JSON object, or that `convert` rejects with an InputError, goes
+    to `on_bad` (by default: raised). File-level problems (missing, a directory, no records) always raise."""
+    handle = on_bad or _fail
+    for line in read_lines(str(path)):
+        if isinstance(line, InputError):
+            handle(line, None)
+            continue
+        try:
+            yield convert(line.where, line.data)
+        except InputError as err:
+            handle(err, line.data)
 
 
 def _messages(value: Any, where: str, field: str) -> Messages:
@@ -114,13 +113,16 @@ def _as_reply(value: Any, where: str, field: str) -> str:
 
 
 def _check_conversation(msgs: Messages, where: str, field: str) -> Messages:
+    """A conversation that ends with an assistant turn (which may be empty: see `load_sft`, `load_pairs`)."""
     if msgs[-1]["role"] != "assistant":
         raise InputError(where, f"{field!r} must end with the assistant turn to learn")
     if not any(m["role"] == "user" for m in msgs[:-1]):
         raise InputError(where, f"{field!r} has no user turn before its last assistant turn")
-    if not msgs[-1]["content"].strip():
-        raise InputError(where, f"{field!r} ends with an empty assistant turn")
     return msgs
+
+
+def _is_empty(conversation: Messages) -> bool:
+    return not conversation[-1]["content"].strip()
 
 
 # --------------------------------------------------------------------------------------------------- SFT
@@ -130,6 +132,7 @@ def _check_conversation(msgs: Messages, where: str, field: str) -> Messages:
 class SftData:
     rows: list[Messages]  # conversations ending with the assistant turn to learn
     skipped: int = 0  # rows left out by --rounds-kept
+    empty: int = 0  # rows left out because the reply to learn is empty (nothing to imitate)
     kind: str = "sft"  # "sft" or "trace"
     mixed: int = 0  # rows added by --mix
 
@@ -142,8 +145,8 @@ def _sft_rows(where: str, obj: dict[str, Any], rounds_kept: int | None) -> tuple
             raise InputError(where, "'rounds' must be a list")
         if rounds_kept is None:
             final = obj["final_response"]
-            if not isinstance(final, str) or not final.strip():
-                raise InputError(where, "'final_response' is empty")
+            if not isinstance(final, str):
+                raise InputError(where, "'final_response' must be a string")
             return [[*prompt, {"role": "assistant", "content": final}]], 0, "trace"
         current = obj.get("initial_response")
         out = []
@@ -153,8 +156,8 @@ def _sft_rows(where: str, obj: dict[str, Any], rounds_kept: int | None) -> tuple
             rev = r.get("revision")
             if isinstance(rev, str) and rev.strip():
                 current = rev  # an empty revision keeps the previous response, as critique-revise does
-            if not isinstance(current, str) or not current.strip():
-                raise InputError(where, f"round {k} has no revision and no earlier response")
+            if not isinstance(current, str):
+                raise InputError(where, f"round {k} has no revision and no 'initial_response' string")
             out.append([*prompt, {"role": "assistant", "content": current}])
         return out, 0, "trace"
     if "messages" in obj:
@@ -172,8 +175,6 @@ def _sft_rows(where: str, obj: dict[str, Any], rounds_kept: int | None) -> tuple
     if "prompt" in obj and ("completion" in obj or "response" in obj):
         key = "completion" if "completion" in obj else "response"
         reply = _as_reply(obj[key], where, key)
-        if not reply.strip():
-            raise InputError(where, f"{key!r} is empty")
         return (
             [[*_as_prompt(obj["prompt"], where, "prompt"), {"role": "assistant", "content": reply}]],
             0,
@@ -186,22 +187,29 @@ def _sft_rows(where: str, obj: dict[str, Any], rounds_kept: int | None) -> tuple
     )
 
 
-def load_sft(path: Path, rounds_kept: int | None = None) -> SftData:
+def load_sft(path: Path, rounds_kept: int | None = None, on_bad: BadLineHandler | None = None) -> SftData:
+    """The conversations to learn. A row whose final reply is empty is well formed (critique-revise writes
+    one when the response and every revision came back empty) but has nothing to imitate: it is left out and
+    counted in `empty`, not treated as bad input."""
     data = SftData(rows=[])
     kinds = set()
-    for where, obj in read_jsonl(path):
-        rows, skipped, kind = _sft_rows(where, obj, rounds_kept)
-        data.rows.extend(rows)
+    for rows, skipped, kind in read_rows(path, lambda w, o: _sft_rows(w, o, rounds_kept), on_bad):
+        kept = [r for r in rows if not _is_empty(r)]
+        data.rows.extend(kept)
+        data.empty += len(rows) - len(kept)
         data.skipped += skipped
         kinds.add(kind)
     data.kind = "trace" if kinds == {"trace"} else "sft"
-    if not data.rows:
+    if not data.rows and data.skipped:
         raise InputError(
             f"{path}:0",
             f"no rows left with --rounds-kept {rounds_kept}: every row is from a later round (a file "
             "written without --keep-rounds holds only the last round; use --format sft --keep-rounds, or the "
             "trace file)",
         )
+    if not data.rows:
+        why = f"all {data.empty} replies to learn are empty" if data.empty else "every line was bad input"
+        raise InputError(f"{path}:0", f"nothing to train on: {why}")
     return data
 
 
@@ -225,9 +233,10 @@ def add_mix(data: SftData, mixes: tuple[MixSpec, ...], seed: int) -> list[dict[s
     report = []
     for i, mix in enumerate(mixes):
         rows: list[Messages] = []
-        for where, obj in read_jsonl(mix.path):
-            got, _, _ = _sft_rows(where, obj, None)
-            rows.extend(got)
+        for got, _, _ in read_rows(mix.path, lambda w, o: _sft_rows(w, o, None)):
+            rows.extend(r for r in got if not _is_empty(r))
+        if not rows:
+            raise InputError(f"{mix.path}:0", "--mix: no row with a non-empty reply to learn")
         want = max(1, round(mix.weight * n_main))
         rng = random.Random(f"{seed}:{i}:{mix.path}")
         picked: list[Messages] = []
@@ -272,6 +281,8 @@ class Pair:
 
 
 def _pair(where: str, obj: dict[str, Any]) -> Pair:
+    """One preference pair. Either reply may be empty: saying nothing is a legitimate option, and hh-rlhf has
+    such pairs (label-pairs and mix accept them too)."""
     for key in ("chosen", "rejected"):
         if key not in obj:
             raise InputError(
@@ -295,13 +306,35 @@ def _pair(where: str, obj: dict[str, Any]) -> Pair:
     margin = obj.get("margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)):
         raise InputError(where, f"'margin' must be a number, got {margin!r}")
-    if not chosen.strip() or not rejected.strip():
-        raise InputError(where, "'chosen' and 'rejected' must not be empty")
     return Pair(prompt, chosen, rejected, float(p), None if margin is None else float(margin), where)
 
 
-def load_pairs(path: Path) -> list[Pair]:
-    return [_pair(where, obj) for where, obj in read_jsonl(path)]
+@dataclass
+class PairData:
+    pairs: list[Pair]
+    identical: int = 0  # pairs left out because both replies are the same text (no preference to learn)
+
+    def notes(self) -> list[str]:
+        if not self.identical:
+            return []
+        return [f"left out {self.identical} pairs whose two replies are identical (nothing to prefer)"]
+
+
+def load_pairs(path: Path, on_bad: BadLineHandler | None = None) -> PairData:
+    """Preference pairs. A pair whose replies are the same text is well formed (hh-rlhf has some; a policy
+    may sample one text twice) but its loss has no gradient: it is left out and counted, not bad input."""
+    data = PairData([])
+    for pair in read_rows(path, _pair, on_bad):
+        if pair.chosen.strip() == pair.rejected.strip():
+            data.identical += 1
+        else:
+            data.pairs.append(pair)
+    if not data.pairs:
+        why = "every line was bad input"
+        if data.identical:
+            why = f"all {data.identical} pairs have identical replies"
+        raise InputError(f"{path}:0", f"nothing to train on: {why}")
+    return data
 
 
 def split_holdout(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
@@ -336,5 +369,8 @@ def _prompt_of(where: str, obj: dict[str, Any]) -> Messages:
     raise InputError(where, "not a prompt: expected 'prompt' (string or messages) or 'messages'")
 
 
-def load_prompts(path: Path) -> list[Messages]:
-    return [_prompt_of(where, obj) for where, obj in read_jsonl(path)]
+def load_prompts(path: Path, on_bad: BadLineHandler | None = None) -> list[Messages]:
+    prompts = list(read_rows(path, _prompt_of, on_bad))
+    if not prompts:
+        raise InputError(f"{path}:0", "nothing to train on: every line was bad input")
+    return prompts

@@ -326,13 +326,15 @@ class OpenRLHFBackend:
 
     def _common(self, job: TrainJob, args: Args) -> None:
         k = job.knobs
+        p = job.preset
         args.set("output", str(job.output.resolve()))
-        if k.epochs is not None:
-            args.set(
-                "epochs" if job.task != "rl" or job.algo == "dpo" else "episodes", max(1, round(k.epochs))
-            )
-        if k.batch_size is not None:
-            args.set("batch_size", k.batch_size)
+        # --preset fills in what the flags leave unset (OpenRLHF's train_batch_size is already global).
+        epochs = k.epochs if k.epochs is not None else (p.epochs if p else None)
+        if epochs is not None:
+            args.set("epochs" if job.task != "rl" or job.algo == "dpo" else "episodes", max(1, round(epochs)))
+        batch_size = k.batch_size if k.batch_size is not None else (p.global_batch if p else None)
+        if batch_size is not None:
+            args.set("batch_size", batch_size)
         if k.lora:
             peft = job.options.get("peft") or {}
             args.set("lora_rank", int(peft.get("r", 16)))
@@ -346,7 +348,14 @@ class OpenRLHFBackend:
     def _build(self, job: TrainJob, args: Args, work: Path, notes: list[str]) -> tuple[str, int]:
         k = job.knobs
         if job.task == "sft":
-            data = load_sft(job.data, job.rounds_kept)
+            data = load_sft(job.data, job.rounds_kept, job.on_bad_input)
+            if data.empty:
+                notes.append(f"left out {data.empty} rows whose reply to learn is empty")
+            if job.preset is not None and job.preset.lr_schedule is not None:
+                notes.append(
+                    f"--preset {job.preset.name}: the paper's learning rate is {job.preset.lr_schedule}; "
+                    "caitool does not set OpenRLHF's scheduler: pass it in --config"
+                )
             if job.mix:
                 from caitool.trainers.data import add_mix
 
@@ -366,8 +375,9 @@ class OpenRLHFBackend:
             )
             return SCRIPTS["sft"], len(rows)
         if job.task == "pm":
-            pairs = load_pairs(job.data)
-            train, held = split_holdout(pairs, job.holdout, k.seed)
+            loaded = load_pairs(job.data, job.on_bad_input)
+            notes += loaded.notes()
+            train, held = split_holdout(loaded.pairs, job.holdout, k.seed)
             oriented, swapped = soft_to_hard(train, job.loss, k.seed)
             margin = job.loss == "margin"
             _write_jsonl(work / "pairs.train.jsonl", [_pair_row(x, margin) for x in oriented])
@@ -394,7 +404,9 @@ class OpenRLHFBackend:
             return SCRIPTS["pm"], len(oriented)
         algo = job.algo or "ppo"
         if algo == "dpo":
-            pairs, swapped = soft_to_hard(load_pairs(job.data), "bt", k.seed)
+            loaded = load_pairs(job.data, job.on_bad_input)
+            notes += loaded.notes()
+            pairs, swapped = soft_to_hard(loaded.pairs, "bt", k.seed)
             _write_jsonl(work / "pairs.jsonl", [_pair_row(x, False) for x in pairs])
             args.set("model", _path_or_id(job.model))
             args.set("dataset", str(work / "pairs.jsonl"))
@@ -414,7 +426,7 @@ class OpenRLHFBackend:
             raise UsageError(
                 f"--algo {algo} needs --reward PM_DIR (a preference model from `caitool train-pm`)"
             )
-        prompts = load_prompts(job.data)
+        prompts = load_prompts(job.data, job.on_bad_input)
         _write_jsonl(work / "prompts.jsonl", [{"input": m} for m in prompts])
         args.set("actor", _path_or_id(job.model))
         args.set("reward_model", _path_or_id(job.reward))
@@ -426,8 +438,9 @@ class OpenRLHFBackend:
         if algo == "grpo":
             args.set("kl_loss", True)
             args.set("kl_estimator", "k3")
-        if k.kl is not None:
-            args.set("kl", k.kl)
+        kl = k.kl if k.kl is not None else (job.preset.kl if job.preset else None)
+        if kl is not None:
+            args.set("kl", kl)
         if k.lr is not None:
             args.set("actor_lr", k.lr)
         self._common(job, args)

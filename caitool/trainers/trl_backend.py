@@ -151,11 +151,21 @@ class TrlBackend:
         if not ok:
             raise CaitoolError(f"the trl backend is not usable here: {detail}")
         with _quiet_libraries(job.quiet):
+            _seed_everything(job.knobs.seed)
             if job.task == "sft":
                 return _run_sft(job, prepared)
             if job.task == "pm":
                 return _run_pm(job, prepared)
             return _run_rl(job, prepared)
+
+
+def _seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch before any model is built. The Trainer seeds itself only once it is
+    constructed, after the weights TRL or transformers initialise fresh (train-pm's reward head, LoRA
+    adapters): without this, the same --seed gave a different preference model on every run."""
+    from transformers import set_seed
+
+    set_seed(seed)
 
 
 def _dist_version(name: str) -> str:
@@ -168,7 +178,32 @@ def _dist_version(name: str) -> str:
 # --------------------------------------------------------------------------------------------------- plans
 
 
-def _base_config(job: TrainJob, task_defaults: dict[str, Any]) -> dict[str, Any]:
+def _preset_config(job: TrainJob) -> dict[str, Any]:
+    """--preset in TRL's terms (the global batch is handled in `_base_config`, once the per-device batch is
+    known; the KL coefficient in `prepare`, which knows the algorithm's field)."""
+    p = job.preset
+    cfg: dict[str, Any] = {}
+    if p is None:
+        return cfg
+    if p.epochs is not None:
+        cfg["num_train_epochs"] = p.epochs
+    if p.lr_schedule is not None:
+        cfg["lr_scheduler_type"] = p.lr_schedule  # "constant": HF's schedule without warm-up or decay
+    return cfg
+
+
+def _world_size() -> int:
+    """Processes sharing one optimizer step: set by `accelerate launch`, 1 in a plain run."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def _base_config(
+    job: TrainJob, task_defaults: dict[str, Any], flag_values: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """TRL config arguments: caitool's defaults < task defaults < --preset < --config < flags."""
     k = job.knobs
     cfg: dict[str, Any] = {
         "output_dir": str(job.output),
@@ -180,6 +215,7 @@ def _base_config(job: TrainJob, task_defaults: dict[str, Any]) -> dict[str, Any]
         "dataloader_num_workers": 0,
     }
     cfg.update(task_defaults)
+    cfg.update(_preset_config(job))
     options = {key: val for key, val in job.options.items() if key != "peft"}
     cfg.update(options)
     if k.max_steps is not None:
@@ -190,8 +226,14 @@ def _base_config(job: TrainJob, task_defaults: dict[str, Any]) -> dict[str, Any]
         cfg["learning_rate"] = k.lr
     if k.batch_size is not None:
         cfg["per_device_train_batch_size"] = k.batch_size
+    cfg.update(flag_values or {})
     if job.deepspeed is not None:
         cfg["deepspeed"] = str(job.deepspeed)
+    batch = job.preset.global_batch if job.preset else None
+    if batch is not None and "gradient_accumulation_steps" not in job.options:
+        # The paper's batch counts sequences per optimizer step: reach it by accumulating micro-batches.
+        per_step = int(cfg.get("per_device_train_batch_size", 8)) * _world_size()
+        cfg["gradient_accumulation_steps"] = max(1, -(-batch // per_step))
     cfg["output_dir"] = str(job.output)
     return cfg
 
@@ -209,7 +251,7 @@ def _peft(job: TrainJob, task_type: str) -> dict[str, Any] | None:
 
 def prepare(job: TrainJob) -> Prepared:
     if job.task == "sft":
-        data = load_sft(job.data, job.rounds_kept)
+        data = load_sft(job.data, job.rounds_kept, job.on_bad_input)
         mix = add_mix(data, job.mix, job.knobs.seed) if job.mix else []
         p = Prepared(TRAINERS["sft"], _base_config(job, {}), len(data.rows), peft=_peft(job, "CAUSAL_LM"))
         p.payload["rows"] = data.rows
@@ -218,12 +260,15 @@ def prepare(job: TrainJob) -> Prepared:
             p.notes.append(f"--rounds-kept {job.rounds_kept}: left out {data.skipped} later-round rows")
         if data.mixed:
             p.notes.append(f"--mix: added {data.mixed} rows to {len(data.rows) - data.mixed}")
+        if data.empty:
+            p.notes.append(f"left out {data.empty} rows whose reply to learn is empty")
         return p
     if job.task == "pm":
-        pairs = load_pairs(job.data)
-        train, held = split_holdout(pairs, job.holdout, job.knobs.seed)
+        loaded = load_pairs(job.data, job.on_bad_input)
+        train, held = split_holdout(loaded.pairs, job.holdout, job.knobs.seed)
         p = Prepared(TRAINERS["pm"], _base_config(job, {}), len(train), len(held), peft=_peft(job, "SEQ_CLS"))
         p.payload.update(train=train, held=held)
+        p.notes += loaded.notes()
         if job.loss == "margin" and not any(x.margin is not None for x in train):
             p.notes.append("--loss margin: the data has no 'margin' column; every margin is 0 (plain BT)")
         if job.loss == "bt":
@@ -238,13 +283,11 @@ def prepare(job: TrainJob) -> Prepared:
     if algo == "dpo":
         if job.reward:
             raise UsageError("--algo dpo trains offline on preference pairs and takes no --reward")
-        pairs = load_pairs(job.data)
-        task_defaults: dict[str, Any] = {}
-        if job.knobs.kl is not None:
-            task_defaults["beta"] = job.knobs.kl
-        p = Prepared(
-            TRAINERS["dpo"], _base_config(job, task_defaults), len(pairs), peft=_peft(job, "CAUSAL_LM")
-        )
+        loaded = load_pairs(job.data, job.on_bad_input)
+        pairs = loaded.pairs
+        flags: dict[str, Any] = {} if job.knobs.kl is None else {"beta": job.knobs.kl}
+        p = Prepared(TRAINERS["dpo"], _base_config(job, {}, flags), len(pairs), peft=_peft(job, "CAUSAL_LM"))
+        p.notes += loaded.notes()
         oriented = [x.swapped() if x.p_chosen < 0.5 else x for x in pairs]
         n_flip = sum(1 for x in pairs if x.p_chosen < 0.5)
         if n_flip:
@@ -253,11 +296,15 @@ def prepare(job: TrainJob) -> Prepared:
         return p
     if not job.reward:
         raise UsageError(f"--algo {algo} needs --reward PM_DIR (a preference model from `caitool train-pm`)")
-    prompts = load_prompts(job.data)
-    task_defaults = {}
-    if job.knobs.kl is not None:
-        task_defaults["beta"] = [job.knobs.kl] if algo == "online-dpo" else job.knobs.kl
-    cfg = _base_config(job, task_defaults)
+    prompts = load_prompts(job.data, job.on_bad_input)
+
+    def beta(value: float | None) -> dict[str, Any]:
+        if value is None:
+            return {}
+        return {"beta": [value] if algo == "online-dpo" else value}
+
+    preset_kl = job.preset.kl if job.preset else None
+    cfg = _base_config(job, beta(preset_kl), beta(job.knobs.kl))
     if algo in ("grpo", "rloo") and "num_generations" not in cfg:
         cfg["num_generations"] = _num_generations(cfg)
     p = Prepared(TRAINERS[algo], cfg, len(prompts), peft=_peft(job, "CAUSAL_LM"))
