@@ -257,10 +257,9 @@ class PairItem:
 
 
 def _response_text(value: Any, where: str, name: str) -> str:
-    """A response given as a string, or as a message list whose last turn is the assistant's."""
+    """A response given as a string, or as a message list whose last turn is the assistant's. It may be
+    empty: saying nothing is a legitimate option (hh-rlhf has such pairs), and train-pm accepts it too."""
     if isinstance(value, str):
-        if not value.strip():
-            raise InputError(where, f"field {name!r} is empty")
         return value
     if isinstance(value, list) and value:
         last = value[-1]
