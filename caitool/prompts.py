@@ -81,6 +81,10 @@ def load_examples(
             examples.append(parse(raw))
         except ValueError as exc:  # the example_* helpers say which key and what is wrong
             raise ConfigError(f"{source}: example {i + 1}: {exc}", hint="see docs/prompts.md") from None
+        except KeyError as exc:  # a parser that indexes directly
+            raise ConfigError(f"{source}: example {i + 1}: {exc.args[0]}: missing") from None
+        except (TypeError, AttributeError) as exc:
+            raise ConfigError(f"{source}: example {i + 1}: a value of the wrong type ({exc})") from None
     return (examples if n is None else examples[:n]), sha
 
 

@@ -137,3 +137,19 @@ def test_cli_reports_bad_files_with_exit_2(tmp_path: Path) -> None:
     r = run_cli("stats", str(rows), "--monitors", monitors)
     assert r.returncode == 2 and f"{monitors}: refusal: expected a table" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_label_pairs_templates_and_examples_are_checked_at_load(tmp_path: Path) -> None:
+    from caitool.tasks.label_pairs import load_label_templates
+
+    for name in ("label_pairs", None):  # packaged: the caitool format and the default one
+        assert load_label_templates(name).chat["question"]
+    # before: KeyError: 'question' once the first record was asked
+    partial = _toml(tmp_path, '[chat]\nanswer = "($answer)"\n')
+    with pytest.raises(ConfigError, match=r"t\.toml: \[completion\]: missing table"):
+        load_label_templates(partial)
+    with pytest.raises(ConfigError, match=r"t\.toml: completion: expected a table, got an integer"):
+        load_label_templates(_toml(tmp_path, "completion = 1\n"))
+    fewshot = _toml(tmp_path, "[[example]]\nconversation = [{role = 'user', content = 'hi'}]\n", "f.toml")
+    with pytest.raises(ConfigError, match=r"f\.toml: example 1: response_a: missing"):
+        load_label_templates("label_pairs", fewshot)

@@ -36,7 +36,17 @@ from caitool.labels import (
     score_answer,
     vote_probability,
 )
-from caitool.prompts import check_template, load_examples, load_toml, render, templates_hash
+from caitool.prompts import (
+    Key,
+    check_sections,
+    example_conversation,
+    example_keys,
+    example_str,
+    load_examples,
+    load_toml,
+    render,
+    templates_hash,
+)
 from caitool.providers.base import Choice, Completion, GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job, RecordFailed
@@ -44,8 +54,6 @@ from caitool.seeds import derive_seed
 
 Mode = Literal["completion", "chat", "chat-prefill"]
 Order = Literal["ab", "ba"]
-
-_FIELDS = {"conversation", "principle", "response_a", "response_b", "reasoning", "content", "answer"}
 
 # The named question formats (`--question-format`), each a data file under prompts/. "paper" reproduces the
 # paper repository's strings (options in [[[ ]]], H:/A: turns inside the CoT frame, " (A)" continuations);
@@ -73,16 +81,46 @@ class LabelTemplates:
 
 
 def _label_example(ex: dict[str, Any]) -> LabelExample:
-    answer = str(ex["answer"]).strip().strip("()").upper()
+    example_keys(ex, {"conversation", "response_a", "response_b", "answer", "reasoning"})
+    conversation = example_conversation(ex)
+    response_a, response_b = example_str(ex, "response_a"), example_str(ex, "response_b")
+    answer = example_str(ex, "answer").strip().strip("()").upper()
     if answer not in ("A", "B"):
-        raise ValueError("answer must be A or B")
-    return LabelExample(
-        conversation=tuple(Message(m["role"], m["content"]) for m in ex["conversation"]),
-        response_a=ex["response_a"],
-        response_b=ex["response_b"],
-        answer=answer,
-        reasoning=ex.get("reasoning", ""),
-    )
+        raise ValueError("answer: must be A or B")
+    reasoning = example_str(ex, "reasoning", required=False)
+    return LabelExample(conversation, response_a, response_b, answer, reasoning)
+
+
+# The layout of a `--template` file (docs/prompts.md): every key is required unless the code has a default.
+_QUESTION = frozenset({"conversation", "principle", "response_a", "response_b"})
+_TURNS = {
+    f"{pre}{role}": Key(frozenset({"content"}), required=False)
+    for pre in ("", "cot_")
+    for role in ("user", "assistant", "system")
+}
+TEMPLATE_SCHEMA = {
+    "completion": {
+        **_TURNS,
+        "user": Key(frozenset({"content"})),
+        "assistant": Key(frozenset({"content"})),
+        "turn_separator": Key(required=False),
+        "question": Key(_QUESTION),
+        "answer": Key(frozenset({"answer"})),
+        "example_separator": Key(required=False),
+        "cot_question": Key(_QUESTION),
+        "cot_answer": Key(frozenset({"reasoning"})),
+        "cot_example_answer": Key(frozenset({"answer"}), required=False),
+        "cot_stop": Key(required=False, strings=True),
+    },
+    "chat": {
+        **_TURNS,
+        "turn_separator": Key(required=False),
+        "question": Key(_QUESTION),
+        "answer": Key(frozenset({"answer"})),
+        "cot_question": Key(_QUESTION),
+        "cot_followup": Key(),
+    },
+}
 
 
 def load_label_templates(
@@ -90,10 +128,7 @@ def load_label_templates(
 ) -> LabelTemplates:
     """The question templates: a file or a name under prompts/ (default: the default question format's)."""
     data, source, sha_t = load_toml(template or QUESTION_FORMATS[DEFAULT_QUESTION_FORMAT])
-    for section in ("completion", "chat"):
-        for key, value in data.get(section, {}).items():
-            if isinstance(value, str):
-                check_template(f"{source}: {section}.{key}", value, _FIELDS)
+    check_sections(source, data, TEMPLATE_SCHEMA)
     examples, sha_f = load_examples(fewshot, n_fewshot, _label_example)
     sha = templates_hash(sha_t, sha_f, len(examples))
     return LabelTemplates(data.get("completion", {}), data.get("chat", {}), tuple(examples), source, sha)
