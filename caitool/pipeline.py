@@ -25,7 +25,8 @@ from caitool import __version__
 from caitool.console import RunProgress, info
 from caitool.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, ConsumerGone
 from caitool.pricing import Price
-from caitool.retry import ResilientClient
+from caitool.providers._http import redact
+from caitool.retry import ResilientClient, stats_by_spec
 from caitool.runner import Job, RunCounts, run_jobs
 from caitool.store import OutputStore, RunFiles
 
@@ -54,7 +55,6 @@ class RunSpec:
 
 # Flags whose value is a credential (--api-key, and any plugin's --*-key/--*-token/--*-secret/--*-password).
 _SECRET_FLAG = re.compile(r"^--[\w-]*(?:key|token|secret|password)$")
-_URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
 
 
 def redact_argv(argv: list[str]) -> list[str]:
@@ -71,7 +71,7 @@ def redact_argv(argv: list[str]) -> list[str]:
             out.append(f"{flag}=***" if eq else arg)
             hide_next = not eq
             continue
-        out.append(_URL_USERINFO.sub(r"\1***@", arg))
+        out.append(redact(arg))
     return out
 
 
@@ -89,9 +89,8 @@ def _summary(
     spec: RunSpec, counts: RunCounts, clients: list[ResilientClient], price: Price | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = counts.to_dict()
-    for c in clients:
-        s = c.stats
-        out.setdefault("models", {})[c.spec] = {
+    for model_spec, s in stats_by_spec(clients).items():  # a spec used by two clients adds up
+        out.setdefault("models", {})[model_spec] = {
             "requests": s.requests,
             "attempts": s.attempts,
             "retries": s.retries,
@@ -137,9 +136,7 @@ def execute(
         "command": spec.command,
         "input": spec.input,
         "output": spec.output or "-",
-        "settings": {
-            k: _URL_USERINFO.sub(r"\1***@", v) if isinstance(v, str) else v for k, v in spec.settings.items()
-        },
+        "settings": {k: redact(v) if isinstance(v, str) else v for k, v in spec.settings.items()},
         "versions": versions(),
         "argv": redact_argv(sys.argv[1:]),
         **spec.extra_manifest,

@@ -7,23 +7,34 @@ resets, truncated bodies) is retried with exponential backoff and full jitter, n
 
 A 429 also pauses *all* workers until its Retry-After has passed and, when `--rpm` is set, lowers the shared
 request rate (multiplicative decrease, additive recovery), so a rate limit slows the run down instead of being
-hammered by every in-flight request.
+hammered by every in-flight request. A server that asks for more than `max_retry_after` (300 s, or
+$CAITOOL_MAX_RETRY_AFTER_S; `Retry-After: 86400`, `inf`, a date in 2100) is not waited for: that request
+fails at once (its record goes to the errors file) and stderr says why, once.
+
+A 401/403 means the key is wrong for every record: the run stops at the first one (`AuthRejected`, exit 1,
+"check the API key") instead of sending every remaining record to be rejected.
+
+Every HTTP request is one attempt: against `--rpm/--tpm` and in the counters. A provider without `n`
+(`supports_n = False`: Anthropic) gets one request per sample, each budgeted, retried and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from caitool.errors import ProviderError
+from caitool.console import warn
+from caitool.errors import CaitoolError, ProviderError
 from caitool.providers.base import Completion, GenerateParams, Message, ModelClient, Usage
 
 log = logging.getLogger("caitool")
@@ -39,11 +50,30 @@ def _initial_wait() -> float:
         return 1.0
 
 
+DEFAULT_MAX_RETRY_AFTER_S = 300.0
+# A pause this long or longer is announced on stderr: the run looks hung otherwise.
+ANNOUNCE_PAUSE_S = 5.0
+
+
+def _max_retry_after() -> float:
+    """The longest Retry-After honoured, in seconds: 300, or $CAITOOL_MAX_RETRY_AFTER_S."""
+    try:
+        value = float(os.environ.get("CAITOOL_MAX_RETRY_AFTER_S", DEFAULT_MAX_RETRY_AFTER_S))
+    except ValueError:
+        return DEFAULT_MAX_RETRY_AFTER_S
+    return value if math.isfinite(value) and value >= 0 else DEFAULT_MAX_RETRY_AFTER_S
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     retries: int = 6
     initial_wait: float = field(default_factory=_initial_wait)
     max_wait: float = 60.0
+    max_retry_after: float = field(default_factory=_max_retry_after)
+
+
+class AuthRejected(CaitoolError):
+    """The server rejected the credentials (401/403): fatal for the run, not one record's error."""
 
 
 class RateLimiter:
@@ -97,7 +127,10 @@ class RateLimiter:
 
     def on_rate_limited(self, retry_after: float | None) -> None:
         pause = retry_after if retry_after is not None else 1.0
-        self._paused_until = max(self._paused_until, time.monotonic() + pause)
+        until = time.monotonic() + pause
+        if pause >= ANNOUNCE_PAUSE_S and until > self._paused_until + 1.0:
+            warn(f"rate limited: pausing all requests for {pause:.0f} s (the server's Retry-After)")
+        self._paused_until = max(self._paused_until, until)
         if self.rpm:
             self.rpm = max(1.0, self.rpm * 0.7)
             self._req_tokens = min(self._req_tokens, 0.0)
@@ -115,6 +148,23 @@ class CallStats:
     rate_limited: int = 0
     failures: int = 0
     usage: Usage = field(default_factory=Usage)
+
+    def add(self, other: CallStats) -> None:
+        self.requests += other.requests
+        self.attempts += other.attempts
+        self.retries += other.retries
+        self.rate_limited += other.rate_limited
+        self.failures += other.failures
+        self.usage.add(other.usage)
+
+
+def stats_by_spec(clients: Iterable[ResilientClient]) -> dict[str, CallStats]:
+    """The counters per model spec, summed over the clients that share one (a judge that is also a compared
+    model, `label-pairs --policy` equal to `--model`): a spec used twice adds up instead of overwriting."""
+    out: dict[str, CallStats] = {}
+    for c in clients:
+        out.setdefault(c.spec, CallStats()).add(c.stats)
+    return out
 
 
 def _estimate_tokens(text_len: int, params: GenerateParams) -> int:
@@ -135,6 +185,7 @@ class ResilientClient:
         self.policy = policy or RetryPolicy()
         self.limiter = limiter or RateLimiter()
         self.stats = CallStats()
+        self._told_retry_after = False
 
     @property
     def supports_logprobs(self) -> bool:
@@ -168,6 +219,11 @@ class ResilientClient:
         try:
             result = await fn()
         except ProviderError as exc:
+            if exc.status in (401, 403):
+                raise AuthRejected(str(exc), hint=exc.hint) from None
+            cap = self.policy.max_retry_after
+            if exc.retry_after is not None and exc.retry_after > cap:
+                raise self._over_cap(exc, cap) from None
             if exc.rate_limited:
                 self.stats.rate_limited += 1
                 self.limiter.on_rate_limited(exc.retry_after)
@@ -177,6 +233,27 @@ class ResilientClient:
         self.limiter.record_usage(est_tokens, used or est_tokens)
         self.stats.usage.add(result.usage)
         return result
+
+    def _over_cap(self, exc: ProviderError, cap: float) -> ProviderError:
+        """A wait longer than the cap is not honoured: the request fails now (not retried) and stderr says so
+        once, instead of every worker sleeping for a day without a word."""
+        asked = f"{exc.retry_after:.0f} s" if math.isfinite(exc.retry_after or 0) else "forever"
+        if exc.rate_limited:
+            self.stats.rate_limited += 1
+            self.limiter.on_rate_limited(None)  # still a rate limit: slow down, briefly
+        if not self._told_retry_after:
+            self._told_retry_after = True
+            warn(
+                f"{self.spec}: the server asks to wait {asked} before retrying, more than the {cap:g} s "
+                "honoured (CAITOOL_MAX_RETRY_AFTER_S): such requests fail now and their records go to the "
+                "errors file; rerun later to retry them"
+            )
+        return ProviderError(
+            f"{exc} (Retry-After {asked}, over the {cap:g} s honoured)",
+            retryable=False,
+            status=exc.status,
+            hint=exc.hint,
+        )
 
     async def _call(self, est_tokens: int, fn: Callable[[], Awaitable[Completion]]) -> Completion:
         self.stats.requests += 1
@@ -205,8 +282,27 @@ class ResilientClient:
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
+        if params.n > 1 and not getattr(self.client, "supports_n", True):
+            return await self._fan_out(messages, params)
         est = _estimate_tokens(sum(len(m.content) for m in messages), params)
         return await self._call(est, lambda: self.client.chat(messages, params))
+
+    async def _fan_out(self, messages: list[Message], params: GenerateParams) -> Completion:
+        """`n` samples from a provider without `n`: n requests sent together, each one budgeted, retried and
+        counted on its own; if one fails for good, the others are cancelled and the call fails."""
+        one = dataclasses.replace(params, n=1)
+        tasks = [asyncio.ensure_future(self.chat(messages, one)) for _ in range(params.n)]
+        try:
+            parts = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        usage = Usage()
+        for p in parts:
+            usage.add(p.usage)
+        return Completion(choices=[p.choices[0] for p in parts], usage=usage, model=parts[0].model)
 
     async def complete(self, prompt: str, params: GenerateParams) -> Completion:
         est = _estimate_tokens(len(prompt), params)

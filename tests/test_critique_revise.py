@@ -266,8 +266,8 @@ def test_auth_error_is_fatal_and_key_never_printed(fake, tmp_path: Path) -> None
     src = write_jsonl(tmp_path / "in.jsonl", prompts(2))
     out = tmp_path / "out.jsonl"
     r = cr(fake, str(src), "-o", str(out), "--rounds", "1")
-    assert r.returncode == 3
-    assert fake.stats()["total"] == 2  # one attempt each: 401 is not retried
+    assert r.returncode == 1 and "check the API key" in r.stderr  # the first 401 stops the run
+    assert fake.stats()["total"] <= 2  # not retried; at most the requests already in flight
     for path in tmp_path.iterdir():
         assert SENTINEL_KEY not in path.read_text()
     assert SENTINEL_KEY not in r.stderr + r.stdout

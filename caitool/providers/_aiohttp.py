@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from caitool.errors import ProviderError
-from caitool.providers._http import status_error
+from caitool.providers._http import max_response_bytes, status_error, too_large
 
 # Error bodies are read for their message only; a misbehaving server cannot make us buffer more.
 MAX_ERROR_BODY = 64 * 1024
@@ -60,10 +60,19 @@ class JSONPoster:
     again on first use after `aclose()` or on another loop.
     """
 
-    def __init__(self, provider: str, base_url: str, headers: Mapping[str, str], timeout: float) -> None:
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        headers: Mapping[str, str],
+        timeout: float,
+        *,
+        max_body: int | None = None,
+    ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.max_body = max_body if max_body is not None else max_response_bytes()
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,8 +83,9 @@ class JSONPoster:
         return aiohttp.ClientSession(
             connector=connector,
             headers=self._headers,
-            # Per-phase limits like the SDK's httpx timeout: connect, and silence while waiting for bytes.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
+            # --timeout is the whole attempt's deadline (connect, send, wait, read): a server dripping one
+            # byte a second must not hold a request past it, as a per-read limit would let it.
+            timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout),
             # HTTP(S)_PROXY / NO_PROXY as the SDK honours them; read per request only when some are set.
             trust_env=bool(urllib.request.getproxies()),
             raise_for_status=False,
@@ -101,11 +111,15 @@ class JSONPoster:
                     text = raw.decode("utf-8", "replace")
                     try:
                         decoded: Any = json.loads(text)
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         decoded = None
                     message = _error_message(decoded, text)
                     raise status_error(name, resp.status, message, resp.headers, decoded)
-                payload = await resp.read()
+                # The size cap costs one comparison when the server says the length (as JSON APIs do).
+                length = resp.content_length
+                if length is not None and length > self.max_body:
+                    raise too_large(name, self.max_body)
+                payload = await resp.read() if length is not None else await self._read_capped(resp)
         except ProviderError:
             raise
         except aiohttp.InvalidURL as exc:
@@ -114,14 +128,27 @@ class JSONPoster:
             ) from None
         except TimeoutError:  # aiohttp's ServerTimeoutError and ConnectionTimeoutError are TimeoutErrors
             raise ProviderError(
-                f"{name}: no answer within {self.timeout:g} s (--timeout)", retryable=True
+                f"{name}: no complete answer within {self.timeout:g} s (--timeout)", retryable=True
             ) from None
         except (aiohttp.ClientError, OSError) as exc:  # refused, reset, truncated body, TLS
             raise ProviderError(f"{name}: {type(exc).__name__}: {exc}", retryable=True) from None
+        except ValueError as exc:  # a request aiohttp refuses to build: retrying cannot help
+            raise ProviderError(f"{name}: {type(exc).__name__}: {exc}", retryable=False) from None
         try:
             return json.loads(payload)
-        except ValueError as exc:  # a truncated or non-JSON 200
-            raise ProviderError(f"{name}: unreadable response: {exc}", retryable=True) from None
+        except (ValueError, RecursionError) as exc:  # a truncated, non-JSON or absurdly nested 200
+            raise ProviderError(f"{name}: unreadable response: {str(exc)[:200]}", retryable=True) from None
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """A body without Content-Length (chunked), read until the cap."""
+        chunks: list[bytes] = []
+        seen = 0
+        async for chunk in resp.content.iter_any():
+            seen += len(chunk)
+            if seen > self.max_body:
+                raise too_large(self.provider, self.max_body)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None

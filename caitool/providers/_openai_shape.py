@@ -3,44 +3,83 @@
 Two providers read this shape: `openai/` (and every OpenAI-compatible server) over HTTP, and `local/`, whose
 llama-cpp-python returns the same dicts in-process. Chat log-probs are `logprobs.content[]` with
 `top_logprobs` lists; completion log-probs are parallel `tokens` / `token_logprobs` / `top_logprobs` (a dict
-per position). KeyError/TypeError/ValueError on a malformed choice are the caller's to report.
+per position). KeyError/TypeError/ValueError/AttributeError on a malformed choice are the caller's to
+report; `NoText` says the choice carries no text at all.
+
+Content may be a string or a list of content parts (the multimodal shape some proxies return even for
+text): the text parts are joined, which is what such servers mean. `null` content is not an empty answer
+(an empty SFT target would be trained on): it raises `NoText`, flagged `filtered` when the finish reason
+says a content filter withheld it. A log-prob that is NaN or +Infinity is malformed; -Infinity is a
+probability of 0 and is kept.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from caitool.providers.base import Choice, TokenLogprob, TopLogprob
 
 
+class NoText(ValueError):
+    def __init__(self, finish_reason: Any) -> None:
+        self.filtered = finish_reason == "content_filter"
+        super().__init__(
+            "the server's content filter withheld the answer" if self.filtered else "the answer has no text"
+        )
+
+
+def _logprob(v: Any) -> float:
+    x = float(v)  # a numpy.float32 from llama.cpp in-process; "nan"/"12a" strings fail or give NaN below
+    if x != x or x == math.inf:
+        raise ValueError(f"log-prob {v!r} is not a number <= 0")
+    return x
+
+
+def _text(v: Any, finish_reason: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if v is None:
+        raise NoText(finish_reason)
+    if isinstance(v, list):
+        parts = [p.get("text") for p in v if isinstance(p, dict) and p.get("type", "text") == "text"]
+        texts = [p for p in parts if isinstance(p, str)]
+        if texts and len(texts) == len(parts):
+            return "".join(texts)
+    raise ValueError(f"content of type {type(v).__name__} is not text")
+
+
 def parse_choice(c: dict[str, Any], *, chat: bool) -> Choice:
     raw = c.get("logprobs") or {}
+    finish_reason = c.get("finish_reason")
     lps: tuple[TokenLogprob, ...] | None = None
     if chat:
-        text = (c.get("message") or {}).get("content")
+        text = _text((c.get("message") or {}).get("content"), finish_reason)
         if content := raw.get("content"):
             lps = tuple(
                 TokenLogprob(
                     token=str(t["token"]),
-                    logprob=float(t["logprob"]),  # a numpy.float32 from llama.cpp in-process
+                    logprob=_logprob(t["logprob"]),
                     top=tuple(
-                        TopLogprob(str(x["token"]), float(x["logprob"]))
+                        TopLogprob(str(x["token"]), _logprob(x["logprob"]))
                         for x in (t.get("top_logprobs") or [])
                     ),
                 )
                 for t in content
             )
     else:
-        text = c.get("text")
+        text = _text(c.get("text"), finish_reason)
         if tokens := raw.get("tokens"):
             token_lps = raw.get("token_logprobs") or [0.0] * len(tokens)
             tops = raw.get("top_logprobs") or [{}] * len(tokens)
             lps = tuple(
                 TokenLogprob(
                     token=str(tok),
-                    logprob=float(lp if lp is not None else 0.0),
-                    top=tuple(TopLogprob(str(k), float(v)) for k, v in (top or {}).items()),
+                    logprob=_logprob(lp if lp is not None else 0.0),
+                    top=tuple(TopLogprob(str(k), _logprob(v)) for k, v in (top or {}).items()),
                 )
                 for tok, lp, top in zip(tokens, token_lps, tops, strict=False)
             )
-    return Choice(text=text or "", finish_reason=c.get("finish_reason"), logprobs=lps)
+    if finish_reason is not None and not isinstance(finish_reason, str):
+        finish_reason = str(finish_reason)
+    return Choice(text=text, finish_reason=finish_reason, logprobs=lps)

@@ -1,32 +1,62 @@
-"""Anthropic's Messages API through the anthropic SDK. It has no log-probs and no raw completions."""
+"""Anthropic's Messages API through the anthropic SDK. It has no log-probs, no raw completions and no `n`:
+the retry layer sends one request per sample (`supports_n = False`), each budgeted and counted."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from caitool.console import warn
 from caitool.errors import ProviderError, UsageError
-from caitool.providers._http import status_error
+from caitool.providers._http import (
+    ResponseTooLarge,
+    as_count,
+    capped_httpx_client,
+    check_credentials,
+    max_response_bytes,
+    redact,
+    status_error,
+    too_large,
+    url_secrets,
+)
 from caitool.providers.base import Choice, Completion, GenerateParams, Message, Usage
 
 
 class AnthropicClient:
     supports_logprobs = False
     supports_completions = False
+    supports_n = False
 
     def __init__(
         self, spec: str, model: str, *, base_url: str | None, api_key: str | None, timeout: float
     ) -> None:
         import anthropic
 
+        check_credentials(spec, base_url, api_key)
         self.spec = spec
         self.model = model
+        self.timeout = timeout
+        self._secrets = url_secrets(base_url, api_key)
+        self._max_body = max_response_bytes()
+        self._usage_warned = False
         self._anthropic = anthropic
         self._client = anthropic.AsyncAnthropic(
-            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            max_retries=0,
+            timeout=timeout,
+            http_client=capped_httpx_client(anthropic, self._max_body),
         )
 
     async def _one(self, messages: list[Message], params: GenerateParams) -> Completion:
+        try:
+            return await self._request(messages, params)
+        except ProviderError as exc:
+            # Messages quote URLs and server text: never the key, a base-URL password or a query secret.
+            exc.args = (redact(str(exc), self._secrets),)
+            raise
+
+    async def _request(self, messages: list[Message], params: GenerateParams) -> Completion:
         an = self._anthropic
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         turns = [m.to_dict() for m in messages if m.role != "system"]
@@ -45,38 +75,62 @@ class AnthropicClient:
         if params.stop:
             kw["stop_sequences"] = list(params.stop)
         try:
-            response = await self._client.messages.create(**kw)
+            # --timeout is the whole attempt's deadline (httpx's own timeouts are per phase).
+            async with asyncio.timeout(self.timeout):
+                response = await self._client.messages.create(**kw)
         except an.APIStatusError as exc:
             body = getattr(exc, "body", None)
             raise status_error(
                 "anthropic", exc.status_code, exc.message, exc.response.headers, body
             ) from None
         except (an.APITimeoutError, an.APIConnectionError) as exc:
+            if isinstance(exc.__cause__, ResponseTooLarge):
+                raise too_large("anthropic", self._max_body) from None
             raise ProviderError(f"anthropic: {type(exc).__name__}: {exc}", retryable=True) from None
         except an.APIResponseValidationError as exc:
             raise ProviderError(f"anthropic: invalid response: {exc}", retryable=True) from None
-        except ValueError as exc:
-            raise ProviderError(f"anthropic: unreadable response: {exc}", retryable=True) from None
+        except ResponseTooLarge:  # raised through the SDK as is (some versions wrap it, above)
+            raise too_large("anthropic", self._max_body) from None
+        except TimeoutError:
+            raise ProviderError(
+                f"anthropic: no complete answer within {self.timeout:g} s (--timeout)", retryable=True
+            ) from None
+        except (ValueError, RecursionError) as exc:
+            raise ProviderError(f"anthropic: unreadable response: {str(exc)[:200]}", retryable=True) from None
+        try:
+            return self._completion(response)
+        except ProviderError:
+            raise
+        except (TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+            raise ProviderError(f"anthropic: malformed response: {str(exc)[:200]}", retryable=True) from None
+
+    def _completion(self, response: Any) -> Completion:
         blocks = getattr(response, "content", None)
+        stop_reason = getattr(response, "stop_reason", None)
         if blocks is None:
             raise ProviderError("anthropic: response has no content", retryable=True)
-        text = "".join(getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text")
+        if not isinstance(blocks, list):
+            raise ValueError(f"content of type {type(blocks).__name__} is not a list of blocks")
+        texts = [_block_text(b) for b in blocks if _block_type(b) == "text"]
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError("a text block's text is not a string")
+        if not texts and stop_reason == "refusal":
+            raise ProviderError("anthropic: the model refused (stop_reason refusal)", retryable=False)
         u = getattr(response, "usage", None)
-        usage = Usage(
-            input_tokens=int(getattr(u, "input_tokens", 0) or 0),
-            output_tokens=int(getattr(u, "output_tokens", 0) or 0),
-            calls=1,
-        )
+        counts = [as_count(getattr(u, "input_tokens", 0) or 0), as_count(getattr(u, "output_tokens", 0) or 0)]
+        if None in counts and not self._usage_warned:
+            self._usage_warned = True
+            warn(f"{self.spec}: the server sent unreadable token counts; counted as 0")
         return Completion(
-            choices=[Choice(text=text, finish_reason=getattr(response, "stop_reason", None))],
-            usage=usage,
-            model=getattr(response, "model", ""),
+            choices=[Choice(text="".join(texts), finish_reason=_str_or_none(stop_reason))],
+            usage=Usage(input_tokens=counts[0] or 0, output_tokens=counts[1] or 0, calls=1),
+            model=str(getattr(response, "model", "") or ""),
         )
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
         if params.n <= 1:
             return await self._one(messages, params)
-        # The Messages API has no `n`: one request per sample, sent together.
+        # Used directly (not through caitool.retry, which fans out itself): one request per sample.
         parts = await asyncio.gather(*(self._one(messages, params) for _ in range(params.n)))
         usage = Usage()
         for p in parts:
@@ -91,3 +145,15 @@ class AnthropicClient:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _block_type(block: Any) -> Any:
+    return block.get("type") if isinstance(block, dict) else getattr(block, "type", None)
+
+
+def _block_text(block: Any) -> Any:
+    return block.get("text") if isinstance(block, dict) else getattr(block, "text", None)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)

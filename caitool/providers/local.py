@@ -54,8 +54,19 @@ def resolve_model_path(name: str) -> Path:
     if name in ("smollm2", "smollm2-135m", "smollm2-135m-instruct", ""):
         return smollm2_path()
     path = Path(name).expanduser()
+    hint = "use local/smollm2 or local/PATH.gguf"
     if not path.exists():
-        raise UsageError(f"local model not found: {path}", hint="use local/smollm2 or local/PATH.gguf")
+        raise UsageError(f"local model not found: {path}", hint=hint)
+    # Checked here, before any output file exists: llama.cpp would only fail inside the first request.
+    if not path.is_file():
+        raise UsageError(f"local model {path} is not a file", hint=hint)
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise UsageError(f"cannot read local model {path}: {exc.strerror or exc}", hint=hint) from None
+    if magic != b"GGUF":
+        raise UsageError(f"local model {path} is not a GGUF file", hint=hint)
     return path
 
 
@@ -77,9 +88,15 @@ class LocalClient:
             from llama_cpp import Llama
         except ImportError:
             raise UsageError("llama-cpp-python is not installed", hint=INSTALL_HINT) from None
-        self._llama = Llama(
-            model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=os.cpu_count() or 2, verbose=False
-        )
+        try:
+            self._llama = Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=os.cpu_count() or 2,
+                verbose=False,
+            )
+        except ValueError as exc:  # a GGUF header over a broken or unsupported file
+            raise UsageError(f"cannot load local model {self.model_path}: {exc}") from None
         return self._llama
 
     @staticmethod

@@ -9,14 +9,26 @@ client CPU per request), else through the openai SDK; both send the same JSON an
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 from typing import Any
 
 from caitool import __version__
+from caitool.console import warn
 from caitool.errors import ProviderError
-from caitool.providers._http import status_error
-from caitool.providers._openai_shape import parse_choice
+from caitool.providers._http import (
+    ResponseTooLarge,
+    as_count,
+    capped_httpx_client,
+    check_credentials,
+    max_response_bytes,
+    redact,
+    status_error,
+    too_large,
+    url_secrets,
+)
+from caitool.providers._openai_shape import NoText, parse_choice
 from caitool.providers.base import Completion, GenerateParams, Message, Usage
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -50,21 +62,32 @@ class OpenAIClient:
     def __init__(
         self, spec: str, model: str, *, base_url: str | None, api_key: str | None, timeout: float
     ) -> None:
+        check_credentials(spec, base_url, api_key)
         self.spec = spec
         self.model = model
+        self.timeout = timeout
+        self._secrets = url_secrets(base_url, api_key)
+        self._max_body = max_response_bytes()
+        self._usage_warned = False
         self._poster: Any = None
         self._client: Any = None
         if not use_sdk_transport():
             from caitool.providers._aiohttp import JSONPoster
 
-            self._poster = JSONPoster("openai", base_url or DEFAULT_BASE_URL, _headers(api_key), timeout)
+            self._poster = JSONPoster(
+                "openai", base_url or DEFAULT_BASE_URL, _headers(api_key), timeout, max_body=self._max_body
+            )
             return
         import openai
 
         self._openai = openai
         # max_retries=0: caitool.retry owns the only retry loop (see its docstring).
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            max_retries=0,
+            timeout=timeout,
+            http_client=capped_httpx_client(openai, self._max_body),
         )
 
     def _kwargs(self, params: GenerateParams, *, chat: bool) -> dict[str, Any]:
@@ -94,23 +117,39 @@ class OpenAIClient:
         # `cast_to=object` returns the decoded JSON as is, skipping the pydantic model build.
         oa = self._openai
         try:
-            return await self._client.post(path, body=body, cast_to=object)
+            # httpx's timeouts limit each phase (a byte every few seconds never trips them): --timeout is
+            # the whole attempt's deadline, as on the direct path.
+            async with asyncio.timeout(self.timeout):
+                return await self._client.post(path, body=body, cast_to=object)
         except oa.APIStatusError as exc:
             detail = getattr(exc, "body", None)
             raise status_error("openai", exc.status_code, exc.message, exc.response.headers, detail) from None
         except (oa.APITimeoutError, oa.APIConnectionError) as exc:
+            if isinstance(exc.__cause__, ResponseTooLarge):
+                raise too_large("openai", self._max_body) from None
             raise ProviderError(f"openai: {type(exc).__name__}: {exc}", retryable=True) from None
         except oa.APIResponseValidationError as exc:
             raise ProviderError(f"openai: invalid response: {exc}", retryable=True) from None
-        except ValueError as exc:  # a truncated or non-JSON body that the SDK could not decode
+        except ResponseTooLarge:  # raised through the SDK as is (some versions wrap it, above)
+            raise too_large("openai", self._max_body) from None
+        except TimeoutError:
+            raise ProviderError(
+                f"openai: no complete answer within {self.timeout:g} s (--timeout)", retryable=True
+            ) from None
+        except (ValueError, RecursionError) as exc:  # a truncated, non-JSON or absurdly nested body
             raise ProviderError(f"openai: unreadable response: {exc}", retryable=True) from None
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """One request; the decoded JSON when it has choices, else a retryable `ProviderError`."""
-        if self._poster is not None:
-            response = await self._poster.post(path, body)
-        else:
-            response = await self._sdk_post(path, body)
+        try:
+            if self._poster is not None:
+                response = await self._poster.post(path, body)
+            else:
+                response = await self._sdk_post(path, body)
+        except ProviderError as exc:
+            # Messages quote URLs and server text: never the key, a base-URL password or a query secret.
+            exc.args = (redact(str(exc), self._secrets),)
+            raise
         if not isinstance(response, dict):
             raise ProviderError("openai: response is not a JSON object", retryable=True)
         choices = response.get("choices")
@@ -118,14 +157,20 @@ class OpenAIClient:
             raise ProviderError("openai: response has no choices", retryable=True)
         return response
 
-    @staticmethod
-    def _usage(response: dict[str, Any]) -> Usage:
-        u = response.get("usage") or {}
-        return Usage(
-            input_tokens=int(u.get("prompt_tokens") or 0),
-            output_tokens=int(u.get("completion_tokens") or 0),
-            calls=1,
+    def _usage(self, response: dict[str, Any]) -> Usage:
+        u = response.get("usage")
+        if u is None:
+            return Usage(calls=1)
+        counts = (
+            [as_count(u.get("prompt_tokens") or 0), as_count(u.get("completion_tokens") or 0)]
+            if isinstance(u, dict)
+            else [None, None]
         )
+        if None in counts and not self._usage_warned:
+            # The answer itself is fine and paid for: keep it, count what is readable, and say so once.
+            self._usage_warned = True
+            warn(f"{self.spec}: the server sent unreadable token counts ({str(u)[:80]}); counted as 0")
+        return Usage(input_tokens=counts[0] or 0, output_tokens=counts[1] or 0, calls=1)
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
         body = {"messages": [m.to_dict() for m in messages], **self._kwargs(params, chat=True)}
@@ -136,14 +181,19 @@ class OpenAIClient:
         return self._completion(await self._post("/completions", body), chat=False)
 
     def _completion(self, response: dict[str, Any], *, chat: bool) -> Completion:
+        kind = "chat" if chat else "completion"
         try:
             choices = [parse_choice(c, chat=chat) for c in response["choices"]]
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            kind = "chat" if chat else "completion"
-            raise ProviderError(f"openai: malformed {kind} response: {exc!r}", retryable=True) from None
-        return Completion(
-            choices=choices, usage=self._usage(response), model=str(response.get("model") or "")
-        )
+            return Completion(
+                choices=choices, usage=self._usage(response), model=str(response.get("model") or "")
+            )
+        except NoText as exc:
+            # A filtered answer comes back filtered on a retry; a missing one may be a glitch.
+            raise ProviderError(f"openai: {exc}", retryable=not exc.filtered) from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+            raise ProviderError(
+                f"openai: malformed {kind} response: {str(exc)[:200]}", retryable=True
+            ) from None
 
     async def aclose(self) -> None:
         if self._poster is not None:
