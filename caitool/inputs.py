@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from caitool.console import stdin_notice
 from caitool.errors import InputError
 from caitool.providers.base import Message
 
@@ -50,6 +51,7 @@ def input_name(path: str) -> str:
 
 def _open(path: str) -> IO[bytes]:
     if path == "-":
+        stdin_notice(path)
         return sys.stdin.buffer
     p = Path(path)
     if not p.exists():

@@ -166,9 +166,11 @@ def _read_json_document(path: str, what: str) -> dict[str, Any]:
     import sys
     from pathlib import Path
 
+    from caitool.console import stdin_notice
     from caitool.errors import InputError
 
     name = "<stdin>" if path == "-" else path
+    stdin_notice(path)
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
