@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 PIP = $(BIN)/pip --disable-pip-version-check -q
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: demo test setup setup-dev lint typecheck pytest bench clean
+.PHONY: demo test setup setup-dev lint typecheck pytest bench mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ test: lint typecheck pytest
 
 bench: setup-dev
 	$(BIN)/python benchmarks/bench_throughput.py
+
+# Hand-written mutations of the core modules, each run against the tests that cover it in a temporary copy
+# (scripts/mutate.py; about 30 minutes on 2 busy cores). Survivors name promises no test guards.
+mutate: setup-dev
+	$(BIN)/python scripts/mutate.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -50,10 +50,18 @@ class Mutation:
     path: str  # file, relative to the repository root
     edits: tuple[tuple[str, str], ...]  # (original snippet, replacement), each original exactly once
     what: str  # the promise it breaks
+    alt: tuple[tuple[tuple[str, str], ...], ...] = ()  # the same mutation for later versions of the code
 
 
-def m(mid: str, module: str, path: str, what: str, *edits: tuple[str, str]) -> Mutation:
-    return Mutation(mid, module, path, tuple(edits), what)
+def m(
+    mid: str,
+    module: str,
+    path: str,
+    what: str,
+    *edits: tuple[str, str],
+    alt: tuple[tuple[str, str], ...] = (),
+) -> Mutation:
+    return Mutation(mid, module, path, tuple(edits), what, (alt,) if alt else ())
 
 
 LABELS, STORE, RUNNER, RETRY = (
@@ -135,7 +143,13 @@ MUTATIONS: list[Mutation] = [
       ("if limit is not None and dispatched >= limit:", "if limit is not None and dispatched > limit:")),
     m("R5", "runner", RUNNER, "an InputError aborts at once, dropping the in-flight records before it",
       ("            except InputError as exc:\n                input_error = exc\n",
-       "            except InputError as exc:\n                raise exc\n")),
+       "            except InputError as exc:\n                raise exc\n"),
+      alt=(("            except StopIteration:\n                exhausted = True\n"
+            "                return None\n            except InputError as exc:\n"
+            "                input_error = exc\n",
+            "            except StopIteration:\n                exhausted = True\n"
+            "                return None\n            except InputError as exc:\n"
+            "                raise exc\n"),)),
     m("R8", "runner", RUNNER, "resumed records not counted",
       ("                counts.resumed += 1", "                pass")),
     m("R13", "runner", RUNNER, "in-flight tasks not cancelled on exit",
@@ -151,7 +165,8 @@ MUTATIONS: list[Mutation] = [
     m("T1", "retry", RETRY, "the backoff ignores Retry-After",
       ("            wait = max(wait, exc.retry_after)", "            pass")),
     m("T2", "retry", RETRY, "a 429 does not pause the other workers",
-      ("self._paused_until = max(self._paused_until, time.monotonic() + pause)", "pass")),
+      ("self._paused_until = max(self._paused_until, time.monotonic() + pause)", "pass"),
+      alt=(("self._paused_until = max(self._paused_until, until)", "pass"),)),
     m("T3", "retry", RETRY, "RateLimiter.acquire is a no-op",
       ("    async def acquire(self, est_tokens: int = 0) -> None:\n",
        "    async def acquire(self, est_tokens: int = 0) -> None:\n        return\n")),
@@ -321,16 +336,22 @@ def run_tests(root: Path, tests: list[str], timeout: float) -> tuple[str, float,
 
 
 def apply(root: Path, mutation: Mutation) -> str | None:
-    """Apply the edits in `root`; the reason when a snippet is not there exactly once."""
+    """Apply the first variant of the edits whose snippets are each there exactly once; else the reason."""
     path = root / mutation.path
-    text = path.read_text()
-    for old, new in mutation.edits:
-        count = text.count(old)
-        if count != 1:
-            return f"snippet found {count} times in {mutation.path}: {old.splitlines()[0].strip()!r}"
-        text = text.replace(old, new)
-    path.write_text(text)
-    return None
+    original = path.read_text()
+    reason = ""
+    for edits in (mutation.edits, *mutation.alt):
+        text = original
+        for old, new in edits:
+            count = text.count(old)
+            if count != 1:
+                reason = f"snippet found {count} times in {mutation.path}: {old.splitlines()[0].strip()!r}"
+                break
+            text = text.replace(old, new)
+        else:
+            path.write_text(text)
+            return None
+    return reason
 
 
 def run_one(root: Path, x: Mutation, tests: list[str], broken: str, timeout: float) -> dict[str, object]:
