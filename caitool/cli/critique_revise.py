@@ -37,7 +37,7 @@ def critique_revise(
     input: InputArg = "-",
     output: OutputOpt = None,
     model: ModelOpt = None,
-    rounds: Annotated[int, typer.Option("--rounds", "-n", min=1, help="Critique → revision rounds.")] = 4,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Critique → revision rounds.")] = 4,
     constitution: ConstitutionOpt = None,
     no_critique: Annotated[
         bool, typer.Option("--no-critique", help="Revise directly, without critiques.")

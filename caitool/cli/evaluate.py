@@ -376,7 +376,7 @@ def red_team(
         ),
     ] = None,
     model: ModelOpt = None,
-    shots: Annotated[int, typer.Option("--shots", "-k", min=1, help="Seed prompts shown per request.")] = 5,
+    shots: Annotated[int, typer.Option("--shots", min=1, help="Seed prompts shown per request.")] = 5,
     prompt_format: Annotated[
         str,
         typer.Option(
