@@ -12,6 +12,7 @@ import functools
 import sys
 import time
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -101,3 +102,22 @@ def stdin_notice(path: str) -> None:
     """A command about to read stdin while it is a terminal would otherwise wait without a word."""
     if path == "-" and sys.stdin is not None and sys.stdin.isatty():
         info("reading JSONL from stdin; Ctrl-D to end (or pass an input file)", style="dim")
+
+
+SHOWN_FAILURES = 10  # a stdout run shows this many failed records' reasons; an errors file keeps them all
+
+
+def record_failed(row: dict[str, Any], count: int) -> None:
+    """A failed record of a run without an errors file (output on stdout): its reason goes to stderr, or it
+    would be lost. Shown for the first SHOWN_FAILURES (`count` is this one's number), then one note."""
+    if count <= SHOWN_FAILURES:
+        where = f" ({row['where']})" if row.get("where") else ""
+        info(f"{row.get('id', '?')}{where}: {row.get('error', '')}", label=("failed:", "red"))
+        if row.get("hint"):
+            info(str(row["hint"]), label=("hint:", "dim"))
+    elif count == SHOWN_FAILURES + 1:
+        info(
+            f"more than {SHOWN_FAILURES} records failed; only the first {SHOWN_FAILURES} are shown "
+            "(give --errors FILE, or -o FILE, to keep every reason)",
+            label=("failed:", "red"),
+        )

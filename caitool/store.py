@@ -189,6 +189,7 @@ class OutputStore:
     _err_fd: int = -1
     _steps_fd: int = -1
     _last_sync: float = 0.0
+    _unfiled_errors: int = 0  # failures with no errors file to go to (stdout runs)
 
     def open(self) -> None:
         f = self.files
@@ -273,6 +274,11 @@ class OutputStore:
     def write_error(self, row: dict[str, Any]) -> None:
         if self._err_fd >= 0:
             _write_all(self._err_fd, (dumps(row) + "\n").encode(), str(self.files.errors))
+        else:  # output on stdout and no --errors: the reason would be lost, so it goes to stderr
+            from caitool.console import record_failed
+
+            self._unfiled_errors += 1
+            record_failed(row, self._unfiled_errors)
 
     def save_step(self, record_id: str, step: str, data: Any) -> None:
         if self._steps_fd >= 0:
