@@ -15,8 +15,9 @@ a mutation every test passes "survives" and names a promise no test guards.
 Before the mutations, each module's tests run once unmutated (skip with --no-baseline): a module whose
 tests already fail there cannot kill anything, and its mutations are reported as not run. A snippet that
 no longer occurs exactly once in the module (the code moved on) is reported as "stale", not as a result:
-update the snippet. Ids with a letter prefix come from the test audit of 2026-11-30 (T retry, S store, R
-runner, L labels, LS losses, E elo); ids ending in "x" were added afterwards. Slow tests (real model,
+update the snippet, or add the new code's version as `alt`. Ids come from the test audit of 2026-11-30
+(T retry, H3 its header parser, S store, R runner, L labels, LS losses, E elo, P CLI); ids ending in "x"
+were added afterwards. Slow tests (real model,
 trainers) are deselected: the losses' trainer-level mutation (the audit's PM1) is not part of this run.
 Exit status: 0 when every mutation ran (survivors included), 1 when a baseline failed or a snippet was stale.
 """
@@ -161,6 +162,13 @@ MUTATIONS: list[Mutation] = [
       ("if not seen.add(job.id):", "if not seen.add(job.id) and False:")),
     m("R16x", "runner", RUNNER, "the HTTP status is left out of the error row",
       ('                        row["status"] = exc.status', "                        pass")),
+    # the CLI's promises about pipes and the terminal (caitool/cli/__init__.py, caitool/console.py) ---------
+    m("P1", "cli", "caitool/cli/__init__.py", "exit 0 instead of 141 when the reader closes stdout",
+      ("        sys.exit(ConsumerGone.exit_code)", "        sys.exit(0)")),
+    m("P2", "cli", "caitool/console.py", "progress drawn when stderr is not a terminal",
+      ("    return sys.stderr.isatty()", "    return True"),
+      alt=(("    return sys.stderr is not None and sys.stderr.isatty()",
+            "    return sys.stderr is not None"),)),
     # caitool/retry.py (and the Retry-After parser in providers/_http.py) ---------------------------------
     m("T1", "retry", RETRY, "the backoff ignores Retry-After",
       ("            wait = max(wait, exc.retry_after)", "            pass")),
@@ -264,6 +272,7 @@ _CHECKPOINTS = [
 TESTS: dict[str, list[str]] = {
     "labels": ["tests/test_labels.py", "tests/test_label_pairs.py"],
     "store": [
+        "tests/test_id_set_exact.py",
         "tests/test_resume_guarantees.py",
         "tests/test_hostile_input.py::test_id_set_is_an_exact_set_of_any_ids",
         "tests/test_critique_revise.py",
@@ -273,10 +282,16 @@ TESTS: dict[str, list[str]] = {
     ],
     "runner": [
         "tests/test_runner_guarantees.py",
+        "tests/test_resume_guarantees.py::test_resumed_records_are_counted",
         "tests/test_bad_input.py",
         "tests/test_critique_revise.py",
         "tests/test_crash_resume.py",
         "tests/test_faults.py::test_interrupt_while_requests_hang_exits_130_at_once_then_resumes",
+    ],
+    "cli": [
+        "tests/test_runner_guarantees.py",
+        "tests/test_critique_revise.py::test_stdin_to_stdout_pipeline_head_gets_one_valid_line",
+        "tests/test_critique_revise.py::test_progress_and_summary_go_to_stderr_only",
     ],
     "retry": [
         "tests/test_retry_backoff.py",
