@@ -43,7 +43,9 @@ TimeoutOpt = Annotated[
 RetriesOpt = Annotated[
     int, typer.Option("--retries", min=0, help="Retries per request (attempts = 1 + retries).")
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for principle draws and sampling.")]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed of every random draw the command makes; same seed, same draws.")
+]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Process only the first N records.")]
 ConstitutionOpt = Annotated[
     str | None,
@@ -53,9 +55,14 @@ OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Start over instead of resuming the output file.")
 ]
 ErrorsOpt = Annotated[
-    str | None, typer.Option("--errors", help="Errors JSONL (default: OUTPUT.errors.jsonl; none for stdout).")
+    str | None,
+    typer.Option(
+        "--errors", help="Errors JSONL (default: OUTPUT.errors.jsonl; for stdout, reasons go to stderr)."
+    ),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr (errors are still shown).")
+]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print the rendered prompts of the first record; no calls.")
 ]

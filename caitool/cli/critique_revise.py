@@ -69,9 +69,11 @@ def critique_revise(
     template: Annotated[
         str | None, typer.Option("--template", help="TOML file of your own templates.")
     ] = None,
-    temperature: Annotated[float, typer.Option("--temperature", min=0)] = 1.0,
+    temperature: Annotated[float, typer.Option("--temperature", min=0, help="Sampling temperature.")] = 1.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens per model answer.")] = 512,
-    top_p: Annotated[float | None, typer.Option("--top-p")] = None,
+    top_p: Annotated[
+        float | None, typer.Option("--top-p", help="Nucleus sampling (default: the server's).")
+    ] = None,
     seed: SeedOpt = 0,
     base_url: BaseUrlOpt = None,
     api_key: ApiKeyOpt = None,
