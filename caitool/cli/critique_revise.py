@@ -151,6 +151,7 @@ def critique_revise(
 
     jobs = lines_to_jobs(input, policy, to_jobs)
 
+    price_given = parse_price(price)  # before --dry-run, so a bad value fails there too
     if dry_run:
         _dry_run(jobs, cons, templates, settings)
         return
@@ -190,7 +191,7 @@ def critique_revise(
         total=count_lines(input),
         extra_manifest={"constitution_source": cons.source, "templates_source": templates.source},
     )
-    price_ = price_for(spec, parse_price(price))
+    price_ = price_for(spec, price_given)
 
     def make_process(store: Any) -> Any:
         reviser = CritiqueReviser(
@@ -222,7 +223,7 @@ def _usage(trace: dict[str, Any]) -> Any:
 
 
 def _dry_run(jobs: Any, cons: Any, templates: Any, settings: Any) -> None:
-    """The exact requests of the first record's first round, with placeholders for model answers."""
+    """The exact requests of the first record, every round, with placeholders for model answers."""
     import json
 
     from caitool.tasks.critique_revise import CritiqueReviser, draw_principles
@@ -231,19 +232,19 @@ def _dry_run(jobs: Any, cons: Any, templates: Any, settings: Any) -> None:
     if job is None:
         return
     reviser = CritiqueReviser(None, cons, templates, settings)  # type: ignore[arg-type]
-    p = draw_principles(cons, settings.seed, job.id, settings.rounds)[0]
     response = job.item.response or "<initial response>"
     steps: list[tuple[str, Any]] = []
     if job.item.response is None:
         steps.append(("initial response", reviser.initial_request(job.item)))
-    if settings.critique:
-        steps.append(
-            (f"round 1 critique (principle {p.id})", reviser.critique_request(job.item, response, p))
-        )
-    critique = "<critique>" if settings.critique else None
-    steps.append(
-        (f"round 1 revision (principle {p.id})", reviser.revision_request(job.item, response, p, critique))
-    )
+    for k, p in enumerate(draw_principles(cons, settings.seed, job.id, settings.rounds), start=1):
+        if settings.critique:
+            steps.append(
+                (f"round {k} critique (principle {p.id})", reviser.critique_request(job.item, response, p))
+            )
+        critique = f"<critique {k}>" if settings.critique else None
+        request = reviser.revision_request(job.item, response, p, critique)
+        steps.append((f"round {k} revision (principle {p.id})", request))
+        response = f"<revision {k}>"  # the next round critiques this round's revision
     for title, request in steps:
         print(f"===== {job.id}: {title} [{settings.prompt_format}] =====")
         if isinstance(request, str):
