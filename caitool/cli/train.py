@@ -603,11 +603,13 @@ def list_trainers(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table()
     for col in ("backend", "installed", "version", "ready", "from", "detail"):
         table.add_column(col, overflow="fold")
     for b in rows:
         yes = {True: "yes", False: "no"}
-        table.add_row(b.name, yes[b.installed], b.version or "-", yes[b.ready], b.source, b.detail)
+        cells = (b.name, yes[b.installed], b.version or "-", yes[b.ready], b.source, b.detail)
+        table.add_row(*(Text(c) for c in cells))  # plain text: "pip install 'caitool[train]'" keeps [train]
     Console(highlight=False, soft_wrap=False).print(table)
