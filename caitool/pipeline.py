@@ -118,7 +118,10 @@ def _print_summary(spec: RunSpec, status: str, summary: dict[str, Any], files: R
     for spec_name, m in summary.get("models", {}).items():
         tok = m["input_tokens"] + m["output_tokens"]
         cost = f", ${m['cost_usd']:.4f}" if m["cost_usd"] is not None else ""
-        parts.append(f"{spec_name}: {m['attempts']} calls ({m['retries']} retries), {tok:,} tokens{cost}")
+        # After a resume the counts are this run's requests only (the earlier runs' are in their summaries).
+        scope = "this run: " if summary["resumed"] else ""
+        calls = f"{m['attempts']} calls ({m['retries']} retries)"
+        parts.append(f"{spec_name}: {scope}{calls}, {tok:,} tokens{cost}")
     info("; ".join(parts), style="dim")
 
 

@@ -424,3 +424,13 @@ def test_anthropic_votes_count_in_the_manifest(fake: FakeServer, tmp_path: Path)
     model = manifest["counts"]["models"]["anthropic/m"]
     assert fake.stats()["total"] == 5
     assert model["attempts"] == model["calls"] == model["requests"] == 5
+
+
+def test_summary_after_a_resume_says_it_counts_this_run(fake: FakeServer, tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", prompts(2))
+    out = tmp_path / "out.jsonl"
+    r = critique_revise(fake, src, out, "openai/m", "--limit", "1")
+    assert r.returncode == 0 and "this run:" not in r.stderr, r.stderr
+    r = critique_revise(fake, src, out, "openai/m")
+    assert r.returncode == 0, r.stderr
+    assert "1 already done" in r.stderr and "openai/m: this run: 3 calls" in r.stderr
