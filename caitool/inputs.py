@@ -49,16 +49,23 @@ def input_name(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
 
-def _open(path: str) -> IO[bytes]:
+def check_input(path: str) -> None:
+    """File-level problems, raised before a run creates any file: a missing input leaves nothing behind."""
     if path == "-":
-        stdin_notice(path)
-        return sys.stdin.buffer
+        return
     p = Path(path)
     if not p.exists():
         raise InputError(f"{path}:0", "no such file")
     if p.is_dir():
         raise InputError(f"{path}:0", "is a directory, not a JSONL file")
-    return p.open("rb")
+
+
+def _open(path: str) -> IO[bytes]:
+    if path == "-":
+        stdin_notice(path)
+        return sys.stdin.buffer
+    check_input(path)
+    return Path(path).open("rb")
 
 
 # JSON may spell a UTF-16 surrogate as an escape; alone (not part of a pair) it is no character at all, and
@@ -83,6 +90,8 @@ def read_lines(path: str) -> Iterator[Line | InputError]:
     try:
         for lineno, raw in enumerate(stream, start=1):
             where = f"{name}:{lineno}"
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte-order mark, as Windows editors write it
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:

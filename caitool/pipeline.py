@@ -23,12 +23,13 @@ from typing import Any
 
 from caitool import __version__
 from caitool.console import RunProgress, info
-from caitool.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, ConsumerGone
+from caitool.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, CaitoolError, ConsumerGone
+from caitool.inputs import check_input
 from caitool.pricing import Price
 from caitool.providers._http import redact
 from caitool.retry import ResilientClient, stats_by_spec
 from caitool.runner import Job, RunCounts, run_jobs
-from caitool.store import OutputStore, RunFiles
+from caitool.store import OutputStore, RunFiles, refuse_aliases
 
 Process = Callable[[Job[Any]], Awaitable[list[dict[str, Any]]]]
 
@@ -135,6 +136,10 @@ def execute(
     counts: RunCounts | None = None,
 ) -> int:
     files = RunFiles.for_output(spec.output, spec.errors)
+    # Before any file is created or truncated: a missing input leaves nothing behind, and no file of the run
+    # may be the input or another file of the run.
+    check_input(spec.input)
+    refuse_aliases({"the input": spec.input, **files.roles()})
     manifest = {
         "command": spec.command,
         "input": spec.input,
@@ -158,6 +163,7 @@ def execute(
     total = spec.total if spec.limit is None else min(spec.total or spec.limit, spec.limit)
     counts.total = total
     status = "interrupted"
+    failure: BaseException | None = None
     try:
         with RunProgress(spec.command, total, quiet=spec.quiet) as progress:
 
@@ -174,15 +180,22 @@ def execute(
         status = "partial" if counts.failed else "complete"
     except (KeyboardInterrupt, asyncio.CancelledError):
         status = "interrupted"
-    except ConsumerGone:
-        status = "reader closed"
+    except ConsumerGone as exc:
+        status, failure = "reader closed", exc
         raise
-    except BaseException:
-        status = "failed"
+    except BaseException as exc:
+        status, failure = "failed", exc
         raise
     finally:
         summary = _summary(spec, counts, clients, price)
-        store.close(status=status, counts=summary, resumable_left=status != "complete")
+        try:
+            store.close(status=status, counts=summary, resumable_left=status != "complete")
+        except CaitoolError as close_error:
+            if failure is None:
+                raise
+            # The run's own error (a full disk, say) is the one to report; closing then often fails the
+            # same way, and must not hide it.
+            info(f"also: {close_error}", quiet=spec.quiet)
         _print_summary(spec, status, summary, files)
     if status == "interrupted":
         info("interrupted: rerun the same command to resume", quiet=spec.quiet)

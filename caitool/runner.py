@@ -9,7 +9,8 @@ seen (an `IdSet`, about 30 bytes each), never the input.
 A record whose calls fail after retries (`ProviderError`, `ParseError`) goes to the errors file and the run
 goes on. Anything else stops the run: in-flight records are cancelled, the files are closed, and the error
 propagates. An `InputError` from the input iterator stops dispatching, lets in-flight records finish, then
-propagates.
+propagates; so does a record already committed to the output from a different input (same id, other
+content), found when the input reaches it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from caitool.errors import CaitoolError, InputError, ParseError, ProviderError
-from caitool.store import IdSet, OutputStore
+from caitool.store import IdSet, OutputStore, record_hash
 
 T = TypeVar("T")
 
@@ -74,12 +75,13 @@ async def run_jobs(
 ) -> RunCounts:
     counts = counts or RunCounts()
     seen = IdSet()  # ids dispatched by this run; store.done: ids already in the output
-    in_flight: dict[asyncio.Task[list[dict[str, Any]]], Job[T]] = {}
+    in_flight: dict[asyncio.Task[list[dict[str, Any]]], tuple[Job[T], str]] = {}  # job, its input hash
+    hashed = store.tracks_done
     input_error: InputError | None = None
     dispatched = 0
     exhausted = False
 
-    def next_job() -> Job[T] | None:
+    def next_job() -> tuple[Job[T], str] | None:
         nonlocal exhausted, input_error, dispatched
         while not exhausted:
             if limit is not None and dispatched >= limit:
@@ -95,13 +97,20 @@ async def run_jobs(
                 exhausted = True
                 return None
             dispatched += 1
-            if job.id in store.done:
+            h = record_hash(job.item) if hashed else ""
+            try:
+                done = store.is_done(job.id, h, job.where)
+            except InputError as exc:
+                input_error = exc
+                exhausted = True
+                return None
+            if done:
                 counts.resumed += 1
                 continue
             if not seen.add(job.id):
                 counts.duplicates += 1
                 continue
-            return job
+            return job, h
         return None
 
     # Finished tasks queue themselves up: O(1) per record, where `asyncio.wait(in_flight)` would add and
@@ -110,12 +119,12 @@ async def run_jobs(
 
     def fill() -> None:
         while len(in_flight) < concurrency:
-            job = next_job()
-            if job is None:
+            nxt = next_job()
+            if nxt is None:
                 return
-            task = asyncio.ensure_future(process(job))
+            task = asyncio.ensure_future(process(nxt[0]))
             task.add_done_callback(finished.put_nowait)
-            in_flight[task] = job
+            in_flight[task] = nxt
 
     try:
         fill()
@@ -124,10 +133,10 @@ async def run_jobs(
             while not finished.empty():
                 batch.append(finished.get_nowait())
             for task in batch:
-                job = in_flight.pop(task)
+                job, h = in_flight.pop(task)
                 exc = task.exception()
                 if exc is None:
-                    store.write_rows(task.result())
+                    store.write_rows(task.result(), job.id, h)
                     counts.done += 1
                 elif isinstance(exc, ProviderError | ParseError | RecordFailed):
                     row: dict[str, Any] = {"id": job.id, "where": job.where, "error": str(exc)}

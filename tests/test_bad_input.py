@@ -70,9 +70,48 @@ def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     assert r.returncode == 2 and "no such file" in r.stderr
 
 
-def test_unknown_flag_and_unknown_provider_exit_2() -> None:
+def test_missing_input_leaves_no_output_behind(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    r = run_cli(
+        "critique-revise",
+        str(tmp_path / "nope.jsonl"),
+        "-o",
+        str(out),
+        "--on-bad-input",
+        "skip",
+        "--model",
+        "openai/m",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+    )
+    assert r.returncode == 2 and f"{tmp_path / 'nope.jsonl'}:0: no such file" in r.stderr
+    assert list(tmp_path.iterdir()) == []  # no output, manifest, steps, lock or rejects file
+
+
+def test_a_utf8_byte_order_mark_is_accepted(fake, tmp_path: Path) -> None:
+    src = tmp_path / "bom.jsonl"
+    src.write_bytes(b'\xef\xbb\xbf{"id": "a", "prompt": "hello"}\r\n{"id": "b", "prompt": "again"}\r\n')
+    out = tmp_path / "out.jsonl"
+    r = run_cli(
+        "critique-revise",
+        str(src),
+        "-o",
+        str(out),
+        "--model",
+        "openai/m",
+        "--base-url",
+        fake.openai_base_url,
+        "--rounds",
+        "1",
+    )
+    assert r.returncode == 0, r.stderr
+    assert [row["id"] for row in read_jsonl(out)] == ["a", "b"]
+
+
+def test_unknown_flag_and_unknown_provider_exit_2(tmp_path: Path) -> None:
     assert run_cli("critique-revise", "--no-such-flag").returncode == 2
-    r = run_cli("critique-revise", "x.jsonl", "--model", "nosuch/model")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "x"}])
+    r = run_cli("critique-revise", str(src), "--model", "nosuch/model")
     assert r.returncode == 2 and "unknown provider" in r.stderr
 
 

@@ -73,6 +73,8 @@ def test_kill_mid_run_then_resume_writes_every_id_once(fake, tmp_path: Path, sig
     _, stderr = proc.communicate(timeout=30)
     if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
+        # The killed run's lock file stays behind, naming it; the OS dropped its lock, so it blocks nothing.
+        assert str(proc.pid) in (tmp_path / "out.jsonl.lock").read_text()
         with out.open("a") as fh:  # what a crash in the middle of a write leaves behind
             fh.write('{"id": "p29", "prompt": [{"ro')
     else:
@@ -104,3 +106,4 @@ def test_kill_mid_run_then_resume_writes_every_id_once(fake, tmp_path: Path, sig
     paid_total = fake.stats()["total"]
     assert paid_total <= N * 5 + 4, (paid_before, paid_total)
     assert not (tmp_path / "out.jsonl.steps.jsonl").exists()  # cleaned up once nothing is left to resume
+    assert not (tmp_path / "out.jsonl.lock").exists()

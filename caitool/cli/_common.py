@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from caitool.errors import InputError, UsageError
-from caitool.inputs import Line, read_lines
+from caitool.inputs import Line, check_input, read_lines
 from caitool.runner import RunCounts
-from caitool.store import dumps
+from caitool.store import RunFiles, dumps, refuse_aliases
 
 T = TypeVar("T")
 
@@ -61,14 +61,21 @@ class BadInputPolicy:
     def __init__(self, mode: str, rejects: str | None, output: str | None, counts: RunCounts) -> None:
         self.mode = check_choice("--on-bad-input", mode, ("fail", "skip"))
         self.counts = counts
+        self.output = output
         self.path: Path | None = None
         if self.mode == "skip":
             if rejects:
                 self.path = Path(rejects)
             elif output and output != "-":
                 self.path = Path(output + ".rejects.jsonl")
-            if self.path is not None:
-                self.path.write_text("")
+
+    def start(self, input_path: str) -> None:
+        """Empty the rejects file for this run, unless it is the input or a file of the output."""
+        if self.path is not None:
+            refuse_aliases(
+                {"the input": input_path, "--rejects": self.path, **RunFiles.for_output(self.output).roles()}
+            )
+            self.path.write_text("")
 
     def handle(self, err: InputError, data: dict[str, Any] | None = None) -> None:
         if self.mode == "fail":
@@ -83,7 +90,15 @@ class BadInputPolicy:
 
 
 def lines_to_jobs(path: str, policy: BadInputPolicy, convert: Callable[[Line], list[T]]) -> Iterator[T]:
-    """Input lines → jobs; the bad-input policy handles unreadable lines and lines `convert` rejects."""
+    """Input lines → jobs; the bad-input policy handles unreadable lines and lines `convert` rejects.
+    A missing input and a rejects file that would overwrite the input or output are refused here, at once,
+    before any file is created."""
+    check_input(path)
+    policy.start(path)
+    return _lines_to_jobs(path, policy, convert)
+
+
+def _lines_to_jobs(path: str, policy: BadInputPolicy, convert: Callable[[Line], list[T]]) -> Iterator[T]:
     for line in read_lines(path):
         if isinstance(line, InputError):
             policy.handle(line)

@@ -443,32 +443,24 @@ def mix(
         str | None, typer.Option("--ratio", help="AI:HUMAN rows, e.g. 1:1 (default: all of both).")
     ] = None,
     seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """The paper's hybrid preference data: AI harmlessness labels mixed with human helpfulness comparisons
     at a stated ratio, shuffled with a seed, each row keeping where it came from."""
-    from caitool.tasks.mix import mix_preferences
+    from caitool.tasks.mix import mix_preferences, write_mix
 
     rows, summary = mix_preferences(ai, human, ratio, seed)
-    from caitool.errors import ConsumerGone
-    from caitool.store import dumps
-
-    data = "".join(dumps(r) + "\n" for r in rows)
-    if output in (None, "-"):
-        import sys
-
-        try:
-            sys.stdout.write(data)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            raise ConsumerGone("output closed by the reader") from None
-    else:
-        import os
-        from pathlib import Path
-
-        tmp = Path(output + ".tmp")
-        tmp.write_text(data)
-        os.replace(tmp, output)
+    write_mix(
+        rows,
+        summary,
+        output=output,
+        ai_path=ai,
+        human_path=human,
+        ratio=ratio,
+        seed=seed,
+        overwrite=overwrite,
+    )
     from caitool.console import info
 
     info(f"mix: {summary['ai']} AI + {summary['human']} human rows (seed {seed})", quiet=quiet)

@@ -3,16 +3,23 @@ comparisons mixed with human helpfulness comparisons (135,296 human + 182,831 AI
 
 Both inputs are read whole (shuffling needs them in memory); each row keeps `caitool.label_source`
 ("human" for human comparisons, whose label is hard: p_chosen = 1) and `caitool.mix_source` (file:line).
+The output is written whole, with a manifest like every other command's: a rerun with the same inputs and
+settings rewrites the same rows, and one with other inputs or settings is refused unless `overwrite`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import sys
+from pathlib import Path
 from typing import Any
 
 from caitool.errors import InputError, UsageError
 from caitool.inputs import pair_item, read_lines
 from caitool.labels import logit
+from caitool.pipeline import RunSpec, redact_argv, versions
+from caitool.store import OutputStore, RunFiles, refuse_aliases
 
 
 def parse_ratio(ratio: str | None) -> tuple[float, float] | None:
@@ -85,3 +92,49 @@ def mix_preferences(
     rows = ai + human
     rng.shuffle(rows)
     return rows, {"ai": len(ai), "human": len(human)}
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_mix(
+    rows: list[dict[str, Any]],
+    summary: dict[str, int],
+    *,
+    output: str | None,
+    ai_path: str,
+    human_path: str,
+    ratio: str | None,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """The mixed rows to `output` (stdout for None or "-"), with a manifest; the inputs' contents join the
+    settings, so a rerun over other data is refused like one with another ratio or seed."""
+    files = RunFiles.for_output(output)
+    refuse_aliases({"--ai": ai_path, "--human": human_path, **files.roles()})
+    spec = RunSpec(
+        command="mix",
+        input=ai_path,
+        output=output,
+        settings={
+            "ratio": ratio,
+            "seed": seed,
+            "ai_sha256": None if ai_path == "-" else _file_sha256(ai_path),
+            "human_sha256": None if human_path == "-" else _file_sha256(human_path),
+        },
+    )
+    manifest = {
+        "command": "mix",
+        "input": {"ai": ai_path, "human": human_path},
+        "output": output or "-",
+        "settings": spec.settings,
+        "versions": versions(),
+        "argv": redact_argv(sys.argv[1:]),
+    }
+    store = OutputStore(files, spec.fingerprint(), manifest, overwrite=overwrite)
+    store.replace_output(rows, counts={"done": len(rows), **summary})
