@@ -15,6 +15,7 @@ ever needed.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,28 @@ def _scores(report: dict[str, Any], criterion: str) -> dict[str, dict[str, Any]]
             f"criterion {criterion!r} is not in the Elo report",
             hint="criteria there: " + ", ".join(criteria) + " (choose with --x / --y)",
         )
-    return {m["model"]: m for m in criteria[criterion]["models"]}
+    entry = criteria[criterion]
+    models = entry.get("models") if isinstance(entry, dict) else None
+    if not isinstance(models, list):
+        raise UsageError(f"Elo report, {criterion}: no 'models' list")
+    return {str(m["model"]): m for m in (_checked_score(x, criterion) for x in models)}
+
+
+def _checked_score(m: Any, criterion: str) -> dict[str, Any]:
+    """A model's score: finite elo, ci_low and ci_high, ci_low <= ci_high; a clear UsageError otherwise (hand-
+    edited or foreign reports reach here too). An interval that does not contain its point is valid: a
+    percentile bootstrap of skewed resamples can miss the full-data estimate; `draw_elo` draws it as it is."""
+    name = m.get("model") if isinstance(m, dict) else None
+    where = f"Elo report, {criterion}, model {name!r}"
+    if not isinstance(m, dict) or name is None:
+        raise UsageError(f"Elo report, {criterion}: a model entry without a 'model' name")
+    for key in ("elo", "ci_low", "ci_high"):
+        v = m.get(key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise UsageError(f"{where}: {key} is {v!r}, not a finite number")
+    if m["ci_low"] > m["ci_high"]:
+        raise UsageError(f"{where}: ci_low {m['ci_low']} is above ci_high {m['ci_high']}: not an interval")
+    return m
 
 
 def elo_points(report: dict[str, Any], x: str = "helpfulness", y: str = "harmlessness") -> EloPlotData:
@@ -127,11 +149,14 @@ def draw_elo(data: EloPlotData, *, title: str | None = None, annotate: bool = Fa
     fig = _matplotlib_figure()
     ax = fig.add_subplot()
     for family, pts in data.families.items():
-        ax.errorbar(
+        # errorbar takes lengths either side of the point, which must be >= 0; an interval that misses its
+        # point (see _checked_score) is drawn from clipped lengths, then its bar and caps are moved onto the
+        # interval's true ends.
+        container = ax.errorbar(
             [p.x for p in pts],
             [p.y for p in pts],
-            xerr=[[p.x - p.x_low for p in pts], [p.x_high - p.x for p in pts]],
-            yerr=[[p.y - p.y_low for p in pts], [p.y_high - p.y for p in pts]],
+            xerr=[[max(0.0, p.x - p.x_low) for p in pts], [max(0.0, p.x_high - p.x) for p in pts]],
+            yerr=[[max(0.0, p.y - p.y_low) for p in pts], [max(0.0, p.y_high - p.y) for p in pts]],
             marker="o",
             markersize=4,
             capsize=2,
@@ -139,6 +164,14 @@ def draw_elo(data: EloPlotData, *, title: str | None = None, annotate: bool = Fa
             elinewidth=0.8,
             label=family,
         )
+        if any(not (p.x_low <= p.x <= p.x_high and p.y_low <= p.y <= p.y_high) for p in pts):
+            _, caps, (xbars, ybars) = container.lines
+            xbars.set_segments([[(p.x_low, p.y), (p.x_high, p.y)] for p in pts])
+            ybars.set_segments([[(p.x, p.y_low), (p.x, p.y_high)] for p in pts])
+            caps[0].set_xdata([p.x_low for p in pts])
+            caps[1].set_xdata([p.x_high for p in pts])
+            caps[2].set_ydata([p.y_low for p in pts])
+            caps[3].set_ydata([p.y_high for p in pts])
         if annotate:
             for p in pts:
                 if p.step is not None:
