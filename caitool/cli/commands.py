@@ -8,6 +8,7 @@ from caitool.cli import (  # noqa: F401
     compare,
     critique_revise,
     evaluate,
+    export,
     label_pairs,
     paper_samples,
     principles,
