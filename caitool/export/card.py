@@ -120,7 +120,7 @@ def _principles(c: ConfigSummary) -> str:
         return f"### `{c.name}`\n\nNo principle ids recorded.\n"
     total = sum(n for _, n in c.principles)
     rows = [f"| `{p}` | {n} | {100 * n / total:.1f} % |" for p, n in c.principles]
-    unit = "questions" if c.name == "preferences" else "rounds"
+    unit = "principle draws" if c.name == "preferences" else "rounds"
     return "\n".join(
         [
             f"### `{c.name}` ({total} {unit})",
