@@ -77,23 +77,37 @@ MUTATIONS: list[Mutation] = [
     # caitool/labels.py -----------------------------------------------------------------------------------
     m("L1", "labels", LABELS, "spellings of one option combined with max instead of summed",
       ("    m = max(values)\n    return m + math.log(sum(math.exp(v - m) for v in values))",
-       "    return max(values)")),
+       "    return max(values)"),
+      alt=(("                mass[opt] += carry * p",
+            "                mass[opt] = max(mass[opt], carry * p)"),)),
     m("L12", "labels", LABELS, "p_a computed from B (sanity)",
-      ('p_a=ps["A"] / total', 'p_a=ps["B"] / total')),
+      ('p_a=ps["A"] / total', 'p_a=ps["B"] / total'),
+      alt=(('        return self.probs["A"]', '        return self.probs["B"]'),)),
     m("L3", "labels", LABELS, "missing-option bound = the least likely listed token only",
       ("bound = min(min(probs), max(0.0, 1.0 - sum(probs))) if probs else 0.0",
-       "bound = min(probs) if probs else 0.0")),
+       "bound = min(probs) if probs else 0.0"),
+      alt=(("    return max(min(min(probs), max(0.0, 1.0 - sum(probs))), 1e-12)",
+            "    return max(min(probs), 1e-12)"),)),
     m("L2", "labels", LABELS, "missing-option bound = the unlisted mass only",
       ("bound = min(min(probs), max(0.0, 1.0 - sum(probs))) if probs else 0.0",
-       "bound = max(0.0, 1.0 - sum(probs)) if probs else 0.0")),
+       "bound = max(0.0, 1.0 - sum(probs)) if probs else 0.0"),
+      alt=(("    return max(min(min(probs), max(0.0, 1.0 - sum(probs))), 1e-12)",
+            "    return max(max(0.0, 1.0 - sum(probs)), 1e-12)"),)),
     m("L5", "labels", LABELS, "score_answer scans past a token that is neither an option nor '('",
-      ("if not is_opening(tok.token):", "if False and not is_opening(tok.token):")),
+      ("if not is_opening(tok.token):", "if False and not is_opening(tok.token):"),
+      alt=(("        if not sampled_opens:\n            break", "        if False:\n            break"),)),
     m("L6", "labels", LABELS, "the sampled token is not added to its own top list",
-      ("if not any(t == tok.token for t, _ in top):", "if False:")),
+      ("if not any(t == tok.token for t, _ in top):", "if False:"),
+      alt=(("    if tok.token not in seen:\n        seen[tok.token]",
+            "    if False:\n        seen[tok.token]"),)),
     m("L7", "labels", LABELS, "parse_vote: the first explicit 'answer is' wins, not the last",
-      ("return explicit[-1].upper()", "return explicit[0].upper()")),
+      ("return explicit[-1].upper()", "return explicit[0].upper()"),
+      alt=(("        if letter is not None and letter in options:\n            found = letter",
+            "        if letter is not None and letter in options and found is None:\n"
+            "            found = letter"),)),
     m("L9", "labels", LABELS, "the answer is looked for in 2 positions instead of 4",
-      ("max_positions: int = 4", "max_positions: int = 2")),
+      ("max_positions: int = 4", "max_positions: int = 2"),
+      alt=(("_MAX_POSITIONS = 4", "_MAX_POSITIONS = 2"),)),
     m("L13x", "labels", LABELS, "vote probability without add-one smoothing",
       ("return (votes_a + 1) / (votes_a + votes_b + 2)", "return votes_a / max(1, votes_a + votes_b)")),
     m("L14x", "labels", LABELS, "clamp ignores the lower bound",
@@ -102,27 +116,36 @@ MUTATIONS: list[Mutation] = [
       ('_STRIP = " \\t\\n▁Ġ(["', '_STRIP = " \\t\\n▁Ġ("')),
     # caitool/store.py ------------------------------------------------------------------------------------
     m("S1", "store", STORE, "repair_tail reports the torn bytes but cuts nothing",
-      ("        fh.truncate(keep)\n        return size - keep", "        return size - keep")),
+      ("        fh.truncate(keep)\n        return size - keep", "        return size - keep"),
+      alt=(("            try:\n                os.ftruncate(self._fd, committed)",
+            "            try:\n                pass"),)),
     m("S2", "store", STORE, "repair_tail scans only the last 64 KiB: a longer torn tail empties the file",
-      ("            pos = start\n", "            break\n")),
+      ("            pos = start\n", "            break\n"),
+      alt=(("        pos = start\n    return 0", "        break\n    return 0"),)),
     m("S3", "store", STORE, "steps file truncated on every open (a second crash loses the first's calls)",
       ("self._steps_fd = self._open(f.steps, os.O_TRUNC if self.overwrite else os.O_APPEND)",
        "self._steps_fd = self._open(f.steps, os.O_TRUNC)")),
     m("S5", "store", STORE, "a different fingerprint is not refused",
-      ('if old.get("fingerprint") != self.fingerprint:', "if False:")),
+      ('if old.get("fingerprint") != self.fingerprint:', "if False:"),
+      alt=(('        if old.get("fingerprint") == self.fingerprint:\n            return',
+            "        if True:\n            return"),)),
     m("S6", "store", STORE, "--overwrite appends instead of truncating",
       ("    def _open_append(self, path: Path) -> int:\n"
        "        return self._open(path, os.O_TRUNC if self.overwrite else os.O_APPEND)",
-       "    def _open_append(self, path: Path) -> int:\n        return self._open(path, os.O_APPEND)")),
+       "    def _open_append(self, path: Path) -> int:\n        return self._open(path, os.O_APPEND)"),
+      alt=(("self._fd = self._open(f.output, os.O_TRUNC if self.overwrite else os.O_APPEND)",
+            "self._fd = self._open(f.output, os.O_APPEND)"),)),
     m("S7", "store", STORE, "the errors file is appended to instead of rewritten",
       ("self._err_fd = self._open(f.errors, os.O_TRUNC)",
        "self._err_fd = self._open(f.errors, os.O_APPEND)")),
     m("S9", "store", STORE, "read_ids ignores id_key (sample-pairs resume by source_id)",
-      ("self.done = read_ids(f.output, self.id_key)", "self.done = read_ids(f.output)")),
+      ("self.done = read_ids(f.output, self.id_key)", "self.done = read_ids(f.output)"),
+      alt=(("rid = str(json.loads(raw)[self.id_key])", 'rid = str(json.loads(raw)["id"])'),)),
     m("S10", "store", STORE, "the steps file is never removed",
       ("            self.files.steps.unlink(missing_ok=True)", "            pass")),
     m("S14", "store", STORE, "the output is never fsynced during the run (expected survivor)",
-      ("if self._fd > 2 and now - self._last_sync >= FSYNC_INTERVAL_S:", "if False:")),
+      ("if self._fd > 2 and now - self._last_sync >= FSYNC_INTERVAL_S:", "if False:"),
+      alt=(("if self._regular and now - self._last_sync >= FSYNC_INTERVAL_S:", "if False:"),)),
     m("S18", "store", STORE, "IdSet membership by the 32-bit hash alone",
       ("if k < 0 or (hashes[k] == h and blob[ends[k - 1] if k else 0 : ends[k]] == key):",
        "if k < 0 or hashes[k] == h:")),
@@ -130,7 +153,9 @@ MUTATIONS: list[Mutation] = [
       ("                self._load_steps(f.steps)", "                pass")),
     m("S20x", "store", STORE, "rows written without the newline after the last row",
       ('data = "".join(dumps(r) + "\\n" for r in rows).encode()',
-       'data = "\\n".join(dumps(r) for r in rows).encode()')),
+       'data = "\\n".join(dumps(r) for r in rows).encode()'),
+      alt=(('the done file: the commit."""\n        data = "".join(dumps(r) + "\\n" for r in rows).encode()',
+            'the done file: the commit."""\n        data = "\\n".join(dumps(r) for r in rows).encode()'),)),
     m("S21x", "store", STORE, "an empty errors file is left behind",
       ("if self.files.errors.stat().st_size == 0:", "if False:")),
     m("S22x", "store", STORE, "a foreign output file (no manifest) is not refused",
@@ -319,12 +344,12 @@ def existing(tests: list[str], root: Path) -> list[str]:
     return [t for t in tests if (root / t.split("::", 1)[0]).exists()]
 
 
-def run_tests(root: Path, tests: list[str], timeout: float) -> tuple[str, float, str]:
+def run_tests(root: Path, tests: list[str], timeout: float, deselect: list[str]) -> tuple[str, float, str]:
     """('pass' | 'fail' | 'timeout' | 'error', seconds, the first failing test or the last output line) of one
     pytest run in `root`. It runs in its own process group, so a timeout also ends the CLIs it started."""
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
     argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
-    argv += [f"--timeout={int(timeout)}", *tests]
+    argv += [f"--timeout={int(timeout)}", *tests, *(f"--deselect={d}" for d in deselect)]
     t0 = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -369,7 +394,9 @@ def apply(root: Path, mutation: Mutation) -> str | None:
     return reason
 
 
-def run_one(root: Path, x: Mutation, tests: list[str], broken: str, timeout: float) -> dict[str, object]:
+def run_one(
+    root: Path, x: Mutation, tests: list[str], broken: str, timeout: float, deselect: list[str]
+) -> dict[str, object]:
     row: dict[str, object] = {"id": x.id, "module": x.module, "what": x.what, "seconds": 0.0}
     original = (root / x.path).read_text()
     stale = None if broken else apply(root, x)
@@ -377,7 +404,7 @@ def run_one(root: Path, x: Mutation, tests: list[str], broken: str, timeout: flo
         row["result"], row["detail"] = ("not run", broken) if broken else ("stale", stale)
     else:
         try:
-            verdict, secs, detail = run_tests(root, tests, timeout)
+            verdict, secs, detail = run_tests(root, tests, timeout, deselect)
         finally:
             (root / x.path).write_text(original)
         row["seconds"] = round(secs, 1)
@@ -429,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                 # A test that fails unmutated would "kill" everything; one retry tells a flaky test (noted)
                 # from a broken one (the module is skipped).
                 for _ in (1, 2):
-                    verdict, secs, detail = run_tests(root, tests, args.timeout)
+                    verdict, secs, detail = run_tests(root, tests, args.timeout, args.deselect)
                     say(
                         f"baseline {module}: {verdict} in {secs:.0f} s  {'' if verdict == 'pass' else detail}"
                     )
@@ -438,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
                 if verdict != "pass":
                     broken = f"baseline {verdict}: {detail}"
             for x in (x for x in chosen if x.module == module):
-                results.append(run_one(root, x, tests, broken, args.timeout))
+                results.append(run_one(root, x, tests, broken, args.timeout, args.deselect))
 
     say(f"\n{'module':8} {'killed':>6} {'survived':>8} {'other':>5}")
     for module in dict.fromkeys(str(r["module"]) for r in results):
