@@ -54,7 +54,10 @@ Replies (deterministic)
     `answer_logprobs` ({token: logprob}) applies to requests that ask for log-probs: the reply is then the
     single token with the highest log-prob (shown with a leading "▁"/"Ġ" as a space), and the dict, sorted
     and cut to the requested top-k, is that token's top log-probs. A `reply_script` rule may carry its own
-    `answer_logprobs`. Other tokens get log-probs -0.05..-0.14 and filler alternatives. `max_tokens` cuts
+    `answer_logprobs`. `answer_style` spells that answer as real chat models do: `paren` / `space-paren`
+    ("(" or " (" first, then the letter), `joined` ("(A" as one token), `prose` ("The answer is (A)");
+    `ignore_n` answers one choice whatever `n` asks. Other tokens get log-probs -0.05..-0.14 and filler
+    alternatives. `max_tokens` cuts
     the reply (finish_reason "length", Anthropic stop_reason "max_tokens"); `stop` / `stop_sequences` cut
     it at the first match.
 
@@ -153,6 +156,11 @@ class FakeConfig:
     # [[substring, reply], ...] or [{"match": s, "reply": r, "answer_logprobs": {...}}, ...] or {sub: reply}
     reply_script: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     answer_logprobs: dict[str, float] | None = None
+    # How the answer is tokenized: letter (the letter first), paren / space-paren ("(" or " (" carrying
+    # 0.95, then the letter drawn from answer_logprobs, with the bare letters at the opening's position low
+    # and reversed), joined (single "(A"-style tokens), prose ("The answer is (A)": prose first).
+    answer_style: str = "letter"
+    ignore_n: bool = False  # answer one choice whatever `n` asks for (as TGI does)
     drop_logprobs: bool = False
     p429: float = 0.0
     p429_quota: float = 0.0  # 429 whose body says insufficient_quota (a 429 that must not be retried)
@@ -315,6 +323,12 @@ def _coerce_field(name: str, v: Any) -> Any:
         return dict(v)
     if name == "reply_script":
         return _script(v)
+    if name == "answer_style":
+        if v not in ANSWER_STYLES:
+            raise ValueError(f"answer_style must be one of {', '.join(ANSWER_STYLES)}, got {v!r}")
+        return v
+    if name == "ignore_n":
+        return bool(v)
     if name == "answer_logprobs":
         return _logprob_dict(name, v)
     if name in ("drop_logprobs", "record_bodies"):
@@ -454,9 +468,38 @@ def _token_logprob(j: int) -> float:
     return -round(0.05 + 0.01 * (j % 10), 4)
 
 
-def _tops_for(j: int, token: str, first_top: list[tuple[str, float]] | None) -> list[tuple[str, float]]:
-    if j == 0 and first_top is not None:
-        return first_top
+ANSWER_STYLES = ("letter", "paren", "space-paren", "joined", "prose")
+_Tops = list[list[tuple[str, float]]]
+
+
+def _letter_of(token: str) -> str:
+    return token.replace("▁", " ").replace("Ġ", " ").strip(" (").rstrip(")")
+
+
+def _styled_answer(top: list[tuple[str, float]], style: str) -> tuple[list[str], _Tops]:
+    """The answer's tokens and each position's top log-probs (sampled token first) for a letter
+    distribution `top`, spelled in `style`."""
+    if style == "letter":
+        return [top[0][0]], [top]
+    if style == "joined":
+        joined = _sorted_top({"(" + _letter_of(t): lp for t, lp in top})
+        return [joined[0][0], ")"], [joined, [(")", -0.01)]]
+    letters = {_letter_of(t): math.exp(lp) for t, lp in top}
+    swap = {"A": "B", "B": "A"}
+    # A low, reversed bare-letter minority at the opening's position (what the pre-v2 reader used to take).
+    minority = [(" " + x, math.log(0.04 * letters.get(swap.get(x, x), 1e-9))) for x in letters]
+    if style == "prose":
+        pos0 = _sorted_top({"The": math.log(0.9), " (": math.log(0.03), **dict(minority)})
+        rest = [" answer", " is", " ("]
+        return ["The", *rest, top[0][0], ")"], [pos0] + [[(t, -0.01)] for t in rest] + [top, [(")", -0.01)]]
+    opening = "(" if style == "paren" else " ("
+    pos0 = _sorted_top({opening: math.log(0.95), **dict(minority)})
+    return [opening, top[0][0], ")"], [pos0, top, [(")", -0.01)]]
+
+
+def _tops_for(j: int, token: str, first_top: _Tops | None) -> list[tuple[str, float]]:
+    if first_top is not None and j < len(first_top):
+        return first_top[j]
     lp = _token_logprob(j)
     out = [(token, lp)]
     out.extend((f, lp - 2.5 - 0.5 * i) for i, f in enumerate(_FILLERS) if f != token)
@@ -1009,7 +1052,7 @@ def _build_reply(
     )
 
     prompt_text_tokens = max(1, len(match_text) // 4) if endpoint != COMPLETIONS else 0
-    n = max(1, _safe_int(body.get("n"), 1)) if endpoint != MESSAGES else 1
+    n = max(1, _safe_int(body.get("n"), 1)) if endpoint != MESSAGES and not cfg.ignore_n else 1
     n_prompts, offset0 = 1, 0
     if endpoint == COMPLETIONS:
         prompt = body.get("prompt", "")
@@ -1079,20 +1122,18 @@ def _build_reply(
     }
 
 
-def _chat_logprobs(
-    tokens: Sequence[str], first_top: list[tuple[str, float]] | None, top_k: int
-) -> dict[str, Any]:
+def _chat_logprobs(tokens: Sequence[str], first_top: _Tops | None, top_k: int) -> dict[str, Any]:
     content = []
     for j, tok in enumerate(tokens):
         tops = _tops_for(j, tok, first_top)
-        lp = tops[0][1] if j == 0 and first_top is not None else _token_logprob(j)
+        lp = tops[0][1] if first_top is not None and j < len(first_top) else _token_logprob(j)
         top_list = [{"token": t, "logprob": v, "bytes": _bytes(t)} for t, v in tops[:top_k]]
         content.append({"token": tok, "logprob": lp, "bytes": _bytes(tok), "top_logprobs": top_list})
     return {"content": content, "refusal": None}
 
 
 def _completion_logprobs(
-    tokens: Sequence[str], first_top: list[tuple[str, float]] | None, top_k: int, offset0: int
+    tokens: Sequence[str], first_top: _Tops | None, top_k: int, offset0: int
 ) -> dict[str, Any]:
     offsets, pos = [], offset0
     for tok in tokens:
@@ -1100,10 +1141,7 @@ def _completion_logprobs(
         pos += len(_display(tok))
     return {
         "tokens": list(tokens),
-        "token_logprobs": [
-            first_top[0][1] if j == 0 and first_top is not None else _token_logprob(j)
-            for j in range(len(tokens))
-        ],
+        "token_logprobs": [_tops_for(j, tok, first_top)[0][1] for j, tok in enumerate(tokens)],
         "top_logprobs": [dict(_tops_for(j, tok, first_top)[:top_k]) for j, tok in enumerate(tokens)],
         "text_offset": offsets,
     }
@@ -1128,8 +1166,8 @@ def _reply_tokens(
     garbage: bool,
     limit: int,
     stops: Sequence[str],
-) -> tuple[str, list[str], list[tuple[str, float]] | None, str]:
-    """(text, tokens, first token's top log-probs or None, finish_reason: stop / length / stop_sequence)."""
+) -> tuple[str, list[str], _Tops | None, str]:
+    """(text, tokens, the answer tokens' top log-probs or None, finish_reason: stop/length/stop_sequence)."""
     first_top: list[tuple[str, float]] | None = None
     if garbage:
         text, first_top = "C", _GARBAGE_TOP
@@ -1143,11 +1181,11 @@ def _reply_tokens(
         if first_top is None and wants_lp:
             first_top = active.answer_top
     finish = "stop"
+    answer_tops: _Tops | None = None
     if first_top is not None and wants_lp:
-        tokens = [first_top[0][0]]
-        text = _display(tokens[0])
+        tokens, answer_tops = _styled_answer(first_top, "letter" if garbage else active.cfg.answer_style)
+        text = "".join(_display(t) for t in tokens)
     else:
-        first_top = None
         for s in stops:
             cut = text.find(s)
             if cut >= 0:
@@ -1157,7 +1195,7 @@ def _reply_tokens(
         tokens = tokens[:limit]
         text = "".join(_display(t) for t in tokens)
         finish = "length"
-    return text, tokens, first_top, finish
+    return text, tokens, answer_tops, finish
 
 
 def build_app(state: _State) -> web.Application:
