@@ -33,6 +33,8 @@ demo: setup
 		--rounds 2 --limit 3 --max-tokens 120
 	@echo "--- first record of demo-output/sl-cai.jsonl (rerun: resumes; add --overwrite to redo) ---"
 	@head -n 1 demo-output/sl-cai.jsonl | $(BIN)/python -m json.tool
+	@echo "--- read every round, with word diffs, in your browser: ---"
+	@echo "$(BIN)/caitool view demo-output/sl-cai.jsonl"
 
 lint: setup-dev
 	$(BIN)/ruff check caitool tests benchmarks examples scripts

@@ -13,4 +13,6 @@ from caitool.cli import (  # noqa: F401
     paper_samples,
     principles,
     train,
+    try_,
+    view,
 )
