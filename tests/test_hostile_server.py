@@ -434,3 +434,18 @@ def test_summary_after_a_resume_says_it_counts_this_run(fake: FakeServer, tmp_pa
     r = critique_revise(fake, src, out, "openai/m")
     assert r.returncode == 0, r.stderr
     assert "1 already done" in r.stderr and "openai/m: this run: 3 calls" in r.stderr
+
+
+def test_one_spec_in_two_roles_counts_every_request(fake: FakeServer, tmp_path: Path) -> None:
+    # label-pairs samples the pair from --policy, then labels it with --model: the same spec twice.
+    fake.configure(answer_logprobs={" A": math.log(0.7), " B": math.log(0.3)})
+    src = write_jsonl(tmp_path / "in.jsonl", prompts(2))
+    out = tmp_path / "out.jsonl"
+    r = run_cli(
+        "label-pairs", str(src), "-o", str(out), "--model", "openai/m", "--policy", "openai/m",
+        "--base-url", fake.openai_base_url, "--policy-base-url", fake.openai_base_url, "--fewshot", "0",
+        env=ENV,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    model = json.loads((tmp_path / "out.jsonl.manifest.json").read_text())["counts"]["models"]["openai/m"]
+    assert model["attempts"] == model["calls"] == fake.stats()["total"] > 2

@@ -16,6 +16,7 @@ probability of 0 and is kept.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 from caitool.providers.base import Choice, TokenLogprob, TopLogprob
@@ -29,11 +30,17 @@ class NoText(ValueError):
         )
 
 
-def _logprob(v: Any) -> float:
-    x = float(v)  # a numpy.float32 from llama.cpp in-process; "nan"/"12a" strings fail or give NaN below
-    if x != x or x == math.inf:
-        raise ValueError(f"log-prob {v!r} is not a number <= 0")
-    return x
+_LOGPROB = operator.itemgetter(1)
+
+
+def _check(tok: TokenLogprob) -> TokenLogprob:
+    """NaN or +Infinity anywhere in a token's log-probs makes it malformed. One C-level sum instead of a
+    check per alternative (a label answer carries 20): NaN and +inf survive it (and +inf with -inf makes
+    fsum raise ValueError), while -inf alone gives -inf."""
+    total = math.fsum(map(_LOGPROB, tok.top)) + tok.logprob
+    if total != total or total == math.inf:
+        raise ValueError(f"log-probs of token {tok.token!r} are not numbers <= 0")
+    return tok
 
 
 def _text(v: Any, finish_reason: Any) -> str:
@@ -57,13 +64,15 @@ def parse_choice(c: dict[str, Any], *, chat: bool) -> Choice:
         text = _text((c.get("message") or {}).get("content"), finish_reason)
         if content := raw.get("content"):
             lps = tuple(
-                TokenLogprob(
-                    token=str(t["token"]),
-                    logprob=_logprob(t["logprob"]),
-                    top=tuple(
-                        TopLogprob(str(x["token"]), _logprob(x["logprob"]))
-                        for x in (t.get("top_logprobs") or [])
-                    ),
+                _check(
+                    TokenLogprob(
+                        token=str(t["token"]),
+                        logprob=float(t["logprob"]),  # a numpy.float32 from llama.cpp in-process
+                        top=tuple(
+                            TopLogprob(str(x["token"]), float(x["logprob"]))
+                            for x in (t.get("top_logprobs") or [])
+                        ),
+                    )
                 )
                 for t in content
             )
@@ -73,10 +82,12 @@ def parse_choice(c: dict[str, Any], *, chat: bool) -> Choice:
             token_lps = raw.get("token_logprobs") or [0.0] * len(tokens)
             tops = raw.get("top_logprobs") or [{}] * len(tokens)
             lps = tuple(
-                TokenLogprob(
-                    token=str(tok),
-                    logprob=_logprob(lp if lp is not None else 0.0),
-                    top=tuple(TopLogprob(str(k), _logprob(v)) for k, v in (top or {}).items()),
+                _check(
+                    TokenLogprob(
+                        token=str(tok),
+                        logprob=float(lp if lp is not None else 0.0),
+                        top=tuple(TopLogprob(str(k), float(v)) for k, v in (top or {}).items()),
+                    )
                 )
                 for tok, lp, top in zip(tokens, token_lps, tops, strict=False)
             )
