@@ -157,6 +157,11 @@ def execute(
             quiet=spec.quiet,
             style="yellow",
         )
+    if store.done_rebuilt:
+        info(
+            f"{files.output} was changed outside caitool: its records were read again from its rows",
+            quiet=spec.quiet,
+        )
     if store.done:
         info(f"resuming: {len(store.done)} records already in {files.output}", quiet=spec.quiet)
     counts = counts or RunCounts()

@@ -279,6 +279,7 @@ class OutputStore:
     done: IdSet = field(default_factory=IdSet)  # ids already committed when the store was opened
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     repaired_bytes: int = 0
+    done_rebuilt: bool = False  # the output was changed outside caitool: done ids re-read from its rows
     _done_in: list[str] = field(default_factory=list)  # input hash of done id k ("" = unknown)
     _fd: int = -1
     _err_fd: int = -1
@@ -438,7 +439,13 @@ class OutputStore:
             return
         if f.done.exists():
             self._done_fd = self._open(f.done, os.O_APPEND)
-            committed = self._read_done(f.done, size)
+            committed, last_id = self._read_done(f.done, size)
+            if not self._ends_with_row_of(last_id, committed):
+                # The output was edited or replaced outside caitool (rows deleted to be redone, say): its
+                # done file no longer describes it, so its rows are read again instead.
+                os.close(self._done_fd)
+                self.done, self._done_in, self.done_rebuilt = IdSet(), [], True
+                committed = self._adopt_output(size)
         elif size:
             committed = self._adopt_output(size)  # an output written before done files existed
         else:
@@ -452,10 +459,27 @@ class OutputStore:
             self.repaired_bytes = size - committed
         self._offset = committed
 
-    def _read_done(self, path: Path, size: int) -> int:
+    def _ends_with_row_of(self, record_id: str | None, end: int) -> bool:
+        """Whether the output's row that ends at `end` is whole and belongs to `record_id` (O(1 row))."""
+        if record_id is None:
+            return end == 0
+        assert self.files.output is not None
+        with self.files.output.open("rb") as fh:
+            start = _last_newline_end(fh.fileno(), end - 1)
+            raw = os.pread(fh.fileno(), end - start, start)
+        if not raw.endswith(b"\n"):
+            return False
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            return False
+        return not isinstance(row, dict) or self.id_key not in row or str(row[self.id_key]) == record_id
+
+    def _read_done(self, path: Path, size: int) -> tuple[int, str | None]:
         """Load the done file; drop its torn last line and any record past the output's end (an output
-        that lost its tail, e.g. to a power cut). Returns the end of the last committed record."""
+        that lost its tail, e.g. to a power cut). Returns the end of the last committed record and its id."""
         committed = valid_end = 0
+        last_id: str | None = None
         with path.open("rb") as fh:
             pos = 0
             for raw in fh:
@@ -472,11 +496,12 @@ class OutputStore:
                     break
                 if self.done.add(rid):
                     self._done_in.append(h)
-                committed = max(committed, end)
+                if end >= committed:
+                    committed, last_id = end, rid
                 pos = valid_end = line_end
         if valid_end < path.stat().st_size:
             os.ftruncate(self._done_fd, valid_end)
-        return committed
+        return committed, last_id
 
     def _adopt_output(self, size: int) -> int:
         """Build the done file from an output that has none (written before done files existed): its

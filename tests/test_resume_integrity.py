@@ -135,3 +135,19 @@ def test_a_torn_tail_longer_than_64_kib_is_cut_back_to_the_last_record(fake, tmp
         assert [row["id"] for row in read_jsonl(out)] == ["small", "big"]
         assert fake.stats()["total"] == 3  # the big record again, not the small one
         out.write_bytes(out.read_bytes()[:-1000])
+
+
+def test_rows_deleted_by_hand_are_done_again(fake, tmp_path: Path) -> None:
+    """Editing the output outside caitool (here: rows rewritten, one record dropped) makes its done file
+    stale; the rerun reads the rows again instead of trusting stale offsets."""
+    src = write_jsonl(tmp_path / "in.jsonl", prompts(4))
+    out = tmp_path / "out.jsonl"
+    args = ["critique-revise", str(src), "-o", str(out), *_model(fake), "--rounds", "1", "-c", "1"]
+    assert run_cli(*args).returncode == 0
+    write_jsonl(out, [row for row in read_jsonl(out) if row["id"] != "p1"])  # other spacing, p1 gone
+    fake.reset()
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "changed outside caitool" in r.stderr
+    assert sorted(row["id"] for row in read_jsonl(out)) == [f"p{i}" for i in range(4)]
+    assert fake.stats()["total"] == 3  # only p1 again

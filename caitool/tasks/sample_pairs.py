@@ -31,8 +31,8 @@ async def sample_responses(
     """k samples in one request with `n` where the server honours it, topped up with more requests where
     it returns fewer (TGI ignores `n`)."""
     cached = (steps or {}).get(record_id, {}).get("samples")
-    if cached is not None:
-        return list(cached["texts"])
+    if isinstance(cached, dict) and isinstance(cached.get("texts"), list) and len(cached["texts"]) == k:
+        return [str(t) for t in cached["texts"]]  # a checkpoint of another shape is simply sampled again
     texts: list[str] = []
     attempt = 0
     while len(texts) < k:
