@@ -360,3 +360,29 @@ def test_filters_wait_for_the_index_while_pages_do_not(big_file: Path) -> None:
         assert sum(facets["kinds"].values()) == BIG_ROWS
     finally:
         server.close()
+
+
+def test_eval_labeler_report_as_reliability_diagram(page: Any, tmp_path: Path) -> None:
+    gold = REPO / "tests" / "data" / "eval" / "gold_paper.jsonl"
+    ids = [r["id"] for r in read_jsonl(gold)]
+    probs = write_jsonl(
+        tmp_path / "items.jsonl",
+        [
+            {"id": i, "p_correct": p, "p_correct_swapped": p}
+            for i, p in zip(ids, (0.9, 0.8, 0.3, 0.6), strict=False)
+        ],
+    )
+    r = run_cli("eval-labeler", str(gold), "--probs", str(probs), "--bins", "5")
+    assert r.returncode == 0, r.stderr
+    report = tmp_path / "eval.json"
+    report.write_text(r.stdout)
+    server = serve(report, probs)
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("#calibration-plot circle.point")
+        bins = json.loads(r.stdout)["calibration"]["bins"]
+        assert page.locator("#calibration-plot circle.point").count() == sum(1 for b in bins if b["count"])
+        page.select_option("#file", "1")  # the per-item probabilities: a list with p
+        counts_are(page, f"{len(ids[:4])} rows")
+    finally:
+        server.close()

@@ -200,8 +200,9 @@ async function refresh(resetOffset) {
 
 // ---- one record -------------------------------------------------------------------------------------
 
+// A word with the spaces after it: a replaced word then reads "old new", not "oldnew".
 function words(text) {
-  return text.split(/(\s+)/).filter((t) => t !== "");
+  return text.match(/\s+|\S+\s*/g) || [];
 }
 
 // Word-level diff (longest common subsequence): [op, text] with op "=", "-" or "+".
@@ -337,7 +338,10 @@ async function showRow(n) {
   if (row.kind === "bad-json") box.append(el("p", { class: "error" }, row.error), ...block("line", row.text));
   else if (render) box.append(...render(rec));
   else box.append(...block("record", JSON.stringify(rec, null, 2)));
-  if (rec && rec.caitool && row.kind !== "row") box.append(el("h4", {}, "caitool"), kv(rec.caitool));
+  if (rec && rec.caitool && row.kind !== "row") {
+    const { questions, ...meta } = rec.caitool;  // the questions have their own table above
+    box.append(el("h4", {}, "caitool"), kv(meta));
+  }
 }
 
 // ---- reports ----------------------------------------------------------------------------------------
