@@ -184,7 +184,7 @@ def test_preference_pairs_go_through_label_pairs(fake) -> None:
 def test_bad_gold_rows_are_named_with_file_and_line(tmp_path: Path) -> None:
     row = paper_row(TOY[0])
     for bad, message in [
-        ({**row, "corrects": [" (C)"]}, "two-option"),
+        ({**row, "corrects": [" (J)"]}, "option letters"),
         ({**row, "corrects": [" (A)", " (B)"]}, "one answer"),
         ({**row, "incorrects": row["corrects"]}, "same option"),
         ({"prompt": "q", "response_a": "x", "response_b": "y"}, "correct"),
@@ -193,9 +193,9 @@ def test_bad_gold_rows_are_named_with_file_and_line(tmp_path: Path) -> None:
         with pytest.raises(InputError, match=message) as err:
             parse_gold(Line("gold.jsonl:2", bad))
         assert str(err.value).startswith("gold.jsonl:2: ")
-    src = write_jsonl(tmp_path / "bad.jsonl", [row, {**row, "corrects": [" (C)"]}])
+    src = write_jsonl(tmp_path / "bad.jsonl", [row, {**row, "corrects": [" (J)"]}])
     r = run_cli("eval-labeler", str(src), "--probs", str(src))
-    assert r.returncode == 2 and f"{src}:2" in r.stderr and "two-option" in r.stderr, r.stderr
+    assert r.returncode == 2 and f"{src}:2" in r.stderr and "option letters" in r.stderr, r.stderr
 
 
 def test_swapping_the_options_of_a_paper_prompt() -> None:

@@ -695,6 +695,12 @@ def eval_labeler(
     constitution: Annotated[
         str | None, typer.Option("--constitution", help="Comparison principles for preference pairs.")
     ] = None,
+    cot: Annotated[
+        bool, typer.Option("--cot", help="Chain of thought first (the paper's CoT format), then the answer.")
+    ] = False,
+    cot_samples: Annotated[
+        int, typer.Option("--cot-samples", min=1, help="Chains of thought averaged per question (paper: 5).")
+    ] = 1,
     bins: Annotated[int, typer.Option("--bins", min=1, help="Calibration bins over [0.5, 1].")] = 10,
     plot: Annotated[
         str | None, typer.Option("--plot", help="Also draw the calibration curve (.png/.svg/.pdf).")
@@ -717,10 +723,11 @@ def eval_labeler(
 ) -> None:
     """Accuracy, calibration (ECE), position-flip rate and length bias of a feedback model on a gold set.
 
-    GOLD rows: the paper's {"prompt": "...The answer is:", "corrects": [" (B)"], "incorrects": [" (A)"]}, or
-    preference pairs (prompt/chosen/rejected). Probabilities come from --model (scored with label-pairs'
-    (A)/(B) machinery, both orders), from --probs, or from `p_correct` fields in GOLD. Table on stderr, JSON
-    on stdout.
+    GOLD rows: the paper's {"prompt": "...The answer is:", "corrects": [" (B)"], "incorrects": [" (A)"]}
+    (two options, or up to nine as in HarmfulnessClassification.jsonl: accuracy of the argmax and its
+    calibration), or preference pairs (prompt/chosen/rejected). Probabilities come from --model (scored with
+    label-pairs' answer reader, both orders), from --probs, or from `p_correct` fields in GOLD. Table on
+    stderr, JSON on stdout.
     """
     from caitool.cli._common import print_json
     from caitool.errors import UsageError
@@ -760,6 +767,8 @@ def eval_labeler(
             prompt_format=prompt_format,
             votes=votes,
             constitution=constitution,
+            cot=cot,
+            cot_samples=cot_samples,
             seed=seed,
             base_url=base_url,
             api_key=api_key,
@@ -773,6 +782,9 @@ def eval_labeler(
             overwrite=overwrite,
             quiet=quiet,
         )
+        many = [it for it in items if it.n_options > 2]
+        if many:
+            _many_option_report(items, rows, gold=gold, spec=spec, bins=bins, quiet=quiet, code=code)
         for rid, row in rows.items():
             scored[rid] = row_to_probability(row, f"{output or 'scores'}:{rid}")
 
@@ -823,6 +835,7 @@ def _score_gold(
     from caitool.constitution import load_constitution
     from caitool.errors import EXIT_INTERRUPTED, UsageError
     from caitool.evaluation.gold import QuestionScorer, ScoreSettings, score_pair
+    from caitool.labels import LABEL_METHOD
     from caitool.pipeline import RunSpec, execute
     from caitool.pricing import price_for
     from caitool.prompts import content_hash
@@ -855,7 +868,15 @@ def _score_gold(
         raise UsageError("--votes needs --prompt-format chat")
     both = not o["one_order"]
     scorer = QuestionScorer(
-        client, ScoreSettings(prompt_format=fmt, seed=o["seed"], both_orders=both, votes=n_votes)
+        client,
+        ScoreSettings(
+            prompt_format=fmt,
+            seed=o["seed"],
+            both_orders=both,
+            votes=n_votes,
+            cot=o["cot"],
+            cot_samples=o["cot_samples"],
+        ),
     )
     labeler_settings: dict[str, Any] = {}
     labeler: Any = None
@@ -863,7 +884,14 @@ def _score_gold(
         cons = load_constitution(o["constitution"])
         templates = load_label_templates()
         mode = "chat" if n_votes else auto_mode(client)
-        settings = LabelSettings(mode=mode, seed=o["seed"], both_orders=both, votes=n_votes)
+        settings = LabelSettings(
+            mode=mode,
+            seed=o["seed"],
+            both_orders=both,
+            votes=n_votes,
+            cot=o["cot"],
+            cot_samples=o["cot_samples"],
+        )
         labeler = Labeler(client, cons, templates, settings)
         labeler_settings = {
             "mode": mode,
@@ -888,6 +916,9 @@ def _score_gold(
             "both_orders": both,
             "prompt_format": fmt,
             "votes": n_votes,
+            "cot": o["cot"],
+            "cot_samples": o["cot_samples"] if o["cot"] else None,
+            "label_method": LABEL_METHOD,
             "gold_sha256": content_hash(
                 [[it.id, it.prompt, repr(it.pair), it.correct_position] for it in items]
             ),
@@ -918,6 +949,47 @@ def _score_gold(
         if tmpdir is not None:
             tmpdir.cleanup()
     return code, rows
+
+
+def _many_option_report(
+    items: list[Any], rows: dict[str, Any], *, gold: str, spec: str, bins: int, quiet: bool, code: int
+) -> None:
+    """eval-labeler on many-option items (the paper's nine-way HarmfulnessClassification): P over every
+    option from the log-probs, accuracy of the argmax and its calibration. Prints and exits."""
+    from caitool.cli._common import print_json
+    from caitool.errors import UsageError
+    from caitool.evaluation.labeler_metrics import ItemDistribution, multiclass_metrics
+
+    if any(it.n_options <= 2 for it in items):
+        raise UsageError(f"{gold}: mixes two-option and many-option items", hint="evaluate them separately")
+    table = [
+        ItemDistribution(it.id, rows[it.id]["probs"], it.correct_position)
+        for it in items
+        if isinstance(rows.get(it.id, {}).get("probs"), dict)
+    ]
+    if not table:
+        raise UsageError("no gold item has a probability to evaluate")
+    report: dict[str, Any] = {
+        "gold": gold,
+        "source": "model",
+        "model": spec,
+        "scored": len(table),
+        "missing": len(items) - len(table),
+    }
+    report.update(multiclass_metrics(table, bins))
+    if not quiet:
+        _table(
+            f"labeler: {spec} on {gold} ({len(table)} items, {report['options']} options)",
+            [("metric", "left"), ("value", "right")],
+            [
+                ["accuracy (argmax)", f"{100 * report['accuracy']:.1f}%"],
+                ["mean P(correct)", f"{report['mean_p_correct']:.4f}"],
+                ["ECE", f"{report['calibration']['ece']:.4f}"],
+                ["Brier score", f"{report['brier']:.4f}"],
+            ],
+        )
+    print_json(report)
+    raise typer.Exit(code)
 
 
 def _labeler_tables(report: dict[str, Any], quiet: bool) -> None:

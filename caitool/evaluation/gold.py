@@ -1,12 +1,15 @@
 """Gold sets for `caitool eval-labeler`, and scoring their items with a feedback model.
 
-Accepted rows (JSONL), two options each:
-- the paper's eval format (`evals/438HHHEvaluations.jsonl`, `HarmfulVsEthical.jsonl`):
+Accepted rows (JSONL):
+- the paper's eval format (`evals/438HHHEvaluations.jsonl`, `HarmfulVsEthical.jsonl`, and the nine-option
+  `HarmfulnessClassification.jsonl`):
   `{"prompt": "...Options:\\n (A) ...\\n (B) ...\\n\\nThe answer is:",
     "corrects": [" (B)"], "incorrects": [" (A)"]}`
   The prompt is sent as it is; the options are found in it (the last "(A) ... (B) ..." block before the
-  closing "...:" line) for their lengths and for the swapped-order question. Items with more than two
-  options (the 9-way `HarmfulnessClassification.jsonl`) are not supported.
+  closing "...:" line, after one or two newlines) for their lengths and, with two options, for the
+  swapped-order question. With more options (up to I), P is read over all of them and the argmax is the
+  labeler's choice. `--cot` asks the same question as the paper's CoT few-shots do ("Human: <question>
+  Assistant: Let's think step by step:" ... "Human:\\nSo the answer is: (") and averages over K chains.
 - preference pairs: TRL `{prompt, chosen, rejected}` (text or messages), HH-RLHF `{chosen, rejected}`
   transcripts, or `{prompt, response_a, response_b, "correct": "a"|"b"}`; the chosen response is the
   correct option. These are asked with label-pairs' own question (principle, few-shot examples).
@@ -30,19 +33,17 @@ from typing import Any, Literal
 from caitool.errors import InputError
 from caitool.evaluation.labeler_metrics import ItemProbability
 from caitool.inputs import Line, PairItem, pair_item
-from caitool.labels import NoAnswer, parse_vote, score_answer, vote_probability
-from caitool.providers.base import GenerateParams, Message, Usage
+from caitool.labels import NINE_OPTIONS, TWO_OPTIONS, parse_vote, vote_probability
+from caitool.providers.base import Choice, GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job, RecordFailed
 from caitool.seeds import derive_seed
 
 Position = Literal["A", "B"]
 
-_OPTIONS = re.compile(
-    r"^(?P<head>.*\n[ \t]*)\(A\)(?P<sa>[ \t]*)(?P<a>.*?)(?P<mid>\n[ \t]*)\(B\)(?P<sb>[ \t]*)(?P<b>.*?)"
-    r"(?P<tail>\n\n[^\n]*:[ \t]*)$",
-    re.DOTALL,
-)
+# An option line "\n (A) ..." and the closing "...:" line after one newline (HarmfulVsEthical) or two (HHH).
+_OPTION = re.compile(r"\n[ \t]*\((?P<letter>[A-I])\)[ \t]*")
+_TAIL = re.compile(r"\n\n?[^\n]*:[ \t]*$")
 _WRAP = re.compile(r"^\s*\[\[\[(.*)\]\]\]\s*$", re.DOTALL)
 
 
@@ -50,7 +51,7 @@ _WRAP = re.compile(r"^\s*\[\[\[(.*)\]\]\]\s*$", re.DOTALL)
 class GoldItem:
     id: str
     where: str
-    correct_position: Position
+    correct_position: str  # the correct option's letter: A or B, or up to I in a many-option item
     option_a: str | None = None
     option_b: str | None = None
     prompt: str | None = None  # the paper's format: the whole question
@@ -58,6 +59,11 @@ class GoldItem:
     pair: PairItem | None = None  # preference pairs
     p_correct: float | None = None
     p_correct_swapped: float | None = None
+    n_options: int = 2
+
+    @property
+    def letters(self) -> str:
+        return NINE_OPTIONS[: self.n_options]
 
     @property
     def lengths(self) -> tuple[int | None, int | None]:
@@ -68,18 +74,47 @@ class GoldItem:
 
     def with_probabilities(self, p: float, p_swapped: float | None) -> ItemProbability:
         lc, li = self.lengths
-        return ItemProbability(self.id, p, p_swapped, self.correct_position, lc, li)
+        seat: Position = "A" if self.correct_position == "A" else "B"
+        return ItemProbability(self.id, p, p_swapped, seat, lc, li)
 
 
-def _letter(value: Any, where: str, key: str) -> Position:
-    if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], str):
-        raise InputError(where, f'field {key!r} must be a list with one answer such as [" (A)"]')
-    letter = value[0].strip().strip("()").strip().upper()
-    if letter not in ("A", "B"):
-        raise InputError(
-            where, f"{key} {value[0]!r}: only two-option items, answered (A) or (B), are supported"
-        )
-    return "A" if letter == "A" else "B"
+def _letters(value: Any, where: str, key: str, many: bool) -> list[str]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or (len(value) != 1 and not many)
+        or not all(isinstance(v, str) for v in value)
+    ):
+        what = "of answers" if many else "with one answer"
+        raise InputError(where, f'field {key!r} must be a list {what} such as [" (A)"]')
+    out = []
+    for v in value:
+        letter = v.strip().strip("()").strip().upper()
+        if len(letter) != 1 or letter not in NINE_OPTIONS:
+            raise InputError(where, f"{key} {v!r}: answers are option letters (A) to (I)")
+        out.append(letter)
+    return out
+
+
+def split_options(prompt: str) -> tuple[str, list[tuple[str, str]], str] | None:
+    """(text before the options, [(option marker, option text)], the closing line) or None: the last block
+    of consecutive options "(A)", "(B)", ... before the closing "...:" line."""
+    tail = _TAIL.search(prompt)
+    if tail is None:
+        return None
+    body = prompt[: tail.start()]
+    marks = list(_OPTION.finditer(body))
+    firsts = [i for i, m in enumerate(marks) if m.group("letter") == "A"]
+    if not firsts:
+        return None
+    marks = marks[firsts[-1] :]
+    if "".join(m.group("letter") for m in marks) != NINE_OPTIONS[: len(marks)] or len(marks) < 2:
+        return None
+    options = [
+        (m.group(0), body[m.end() : marks[i + 1].start() if i + 1 < len(marks) else len(body)])
+        for i, m in enumerate(marks)
+    ]
+    return body[: marks[0].start()], options, prompt[tail.start() :]
 
 
 def _prob(data: dict[str, Any], key: str, where: str) -> float | None:
@@ -97,13 +132,13 @@ def unwrap(option: str) -> str:
 
 
 def swap_options(prompt: str) -> tuple[str, str, str] | None:
-    """(option A text, option B text, the prompt with the two swapped), or None if not found."""
-    m = _OPTIONS.match(prompt)
-    if m is None:
+    """(option A text, option B text, the prompt with the two swapped), or None if not found or the item
+    has more than two options."""
+    found = split_options(prompt)
+    if found is None or len(found[1]) != 2:
         return None
-    g = m.groupdict()
-    swapped = g["head"] + "(A)" + g["sa"] + g["b"] + g["mid"] + "(B)" + g["sb"] + g["a"] + g["tail"]
-    return unwrap(g["a"]), unwrap(g["b"]), swapped
+    head, ((ma, a), (mb, b)), tail = found
+    return unwrap(a), unwrap(b), head + ma + b + mb + a + tail
 
 
 def parse_gold(line: Line) -> GoldItem:
@@ -113,12 +148,17 @@ def parse_gold(line: Line) -> GoldItem:
         prompt = data.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError(where, "field 'prompt' must be the question text")
-        correct = _letter(data.get("corrects"), where, "corrects")
-        wrong = _letter(data.get("incorrects"), where, "incorrects")
-        if correct == wrong:
+        (correct,) = _letters(data.get("corrects"), where, "corrects", many=False)
+        wrong = _letters(data.get("incorrects"), where, "incorrects", many=True)
+        named = [correct, *wrong]
+        if len(set(named)) != len(named):
             raise InputError(where, "corrects and incorrects name the same option")
+        n_options = max(2, NINE_OPTIONS.index(max(named)) + 1)
+        parsed = split_options(prompt)
+        if parsed is not None and len(parsed[1]) != n_options and len(parsed[1]) > 2:
+            n_options = max(n_options, len(parsed[1]))
         rid = str(data["id"]) if "id" in data else _hash(prompt, correct)
-        found = swap_options(prompt)
+        found = swap_options(prompt) if n_options == 2 else None
         a, b, swapped = found if found else (None, None, None)
         return GoldItem(
             rid,
@@ -130,6 +170,7 @@ def parse_gold(line: Line) -> GoldItem:
             swapped_prompt=swapped,
             p_correct=p,
             p_correct_swapped=ps,
+            n_options=n_options,
         )
     if "response_a" in data and "correct" not in data:
         raise InputError(
@@ -206,64 +247,156 @@ class ScoreSettings:
     reask: int = 2
     top_logprobs: int = 20
     temperature: float = 1.0
+    cot: bool = False  # reason first (the paper's CoT format), then read the answer
+    cot_samples: int = 1  # chains of thought averaged (the paper's "ensembled CoT": 5)
+    cot_max_tokens: int = 256
+
+
+# The paper repository's CoT frame (prompts/RLMadisonPrecogFewShotPrompts.json) around an eval question.
+COT_OPEN = "\n\nHuman: "
+COT_REASON = "\n\nAssistant: Let's think step by step:"
+COT_ANSWER = "\n\nHuman:\nSo the answer is: ("
+COT_STOP = ("\n\nHuman:", "So the answer is")
+CHAT_COT_ASK = 'Let\'s think step by step, then end with "So the answer is: (X)" naming one option.'
+CHAT_COT_FOLLOWUP = "So the answer is: ("
+
+
+def question_body(prompt: str) -> str:
+    """The eval question without its closing "The answer is:" line (for the CoT frame)."""
+    tail = _TAIL.search(prompt)
+    return (prompt[: tail.start()] if tail else prompt).strip("\n")
 
 
 class QuestionScorer:
-    """P(A) for a question already written out, such as the paper's eval prompts ("... The answer is:")."""
+    """P(option) for a question already written out, such as the paper's eval prompts ("... The answer is:"),
+    read with label-pairs' answer reader (`read_answer`: two-token answers, option-mass threshold)."""
 
     def __init__(self, client: ResilientClient, settings: ScoreSettings) -> None:
         self.client = client
         self.s = settings
 
-    async def p_a(self, prompt: str, seed: int, usage: Usage) -> float:
-        request: list[Message] | str = (
-            prompt if self.s.prompt_format == "completion" else [Message("user", prompt)]
+    def _params(
+        self, *, logprobs: bool, n: int, seed: int, max_tokens: int, stop: tuple[str, ...] = ()
+    ) -> Any:
+        return GenerateParams(
+            temperature=self.s.temperature,
+            max_tokens=max_tokens,
+            logprobs=logprobs,
+            top_logprobs=self.s.top_logprobs if logprobs else 0,
+            n=n,
+            seed=seed,
+            stop=stop,
         )
-        raw = ""
-        for attempt in range(self.s.reask + 1):
-            params = GenerateParams(
-                temperature=self.s.temperature,
-                max_tokens=8 if self.s.votes else 3,
-                logprobs=not self.s.votes,
-                top_logprobs=0 if self.s.votes else self.s.top_logprobs,
-                n=self.s.votes or 1,
-                seed=seed + attempt,
+
+    async def _call(self, request: list[Message] | str, params: GenerateParams, usage: Usage) -> list[Choice]:
+        if isinstance(request, str):
+            result = await self.client.complete(request, params)
+        else:
+            result = await self.client.chat(request, params)
+        usage.add(result.usage)
+        return list(result.choices)
+
+    async def _sample(
+        self,
+        request: list[Message] | str,
+        k: int,
+        seed: int,
+        usage: Usage,
+        max_tokens: int,
+        stop: tuple[str, ...],
+    ) -> list[Choice]:
+        """K samples, topped up with further requests when a server ignores `n`."""
+        out: list[Choice] = []
+        for call in range(k):
+            if len(out) >= k:
+                break
+            params = self._params(
+                logprobs=False, n=k - len(out), seed=seed + 7919 * call, max_tokens=max_tokens, stop=stop
             )
-            if isinstance(request, str):
-                result = await self.client.complete(request, params)
+            out.extend(await self._call(request, params, usage))
+        return out[:k]
+
+    async def _read(
+        self, request: list[Message] | str, seed: int, usage: Usage, letters: str
+    ) -> dict[str, float]:
+        from caitool.tasks.label_pairs import read_answer
+
+        if self.s.votes:
+            raw = ""
+            for attempt in range(self.s.reask + 1):
+                choices = await self._sample(request, self.s.votes, seed + attempt, usage, 8, ())
+                votes = [parse_vote(c.text, letters) for c in choices]
+                raw = choices[-1].text if choices else ""
+                if any(votes):
+                    if len(letters) == 2:
+                        p = vote_probability(votes.count("A"), votes.count("B"))
+                        return {"A": p, "B": 1.0 - p}
+                    # add-one smoothing over every option, as for two
+                    total = sum(1 for v in votes if v) + len(letters)
+                    return {x: (votes.count(x) + 1) / total for x in letters}
+            raise RecordFailed(f"no option in sampled votes after {self.s.reask + 1} attempts", {"raw": raw})
+
+        async def ask(req: list[Message] | str, s: int) -> Choice | None:
+            choices = await self._call(req, self._params(logprobs=True, n=1, seed=s, max_tokens=3), usage)
+            return choices[0] if choices else None
+
+        read = await read_answer(ask, request, seed, self.s.reask, letters, self.client.spec)
+        if read.score is None:
+            why = (
+                f"option mass {read.best.ab_mass:.3g} below the trust threshold"
+                if read.best is not None
+                else read.error or "no option among the log-probs"
+            )
+            raise RecordFailed(
+                f"no trusted answer after {self.s.reask + 1} attempts ({why})", {"raw": read.raw}
+            )
+        return read.score.probs
+
+    async def probs(
+        self, prompt: str, seed: int, usage: Usage, letters: str = TWO_OPTIONS
+    ) -> dict[str, float]:
+        """P over the options for one question (averaged over the chains of thought with --cot)."""
+        chat = self.s.prompt_format == "chat"
+        if not self.s.cot:
+            return await self._read([Message("user", prompt)] if chat else prompt, seed, usage, letters)
+        body = question_body(prompt)
+        base: list[Message] | str = (
+            [Message("user", f"{body}\n\n{CHAT_COT_ASK}")] if chat else COT_OPEN + body + COT_REASON
+        )
+        chains = await self._sample(
+            base, self.s.cot_samples, seed, usage, self.s.cot_max_tokens, () if chat else COT_STOP
+        )
+        if not chains:
+            raise RecordFailed("the server returned no chain of thought", {"raw": ""})
+        total = dict.fromkeys(letters, 0.0)
+        for i, c in enumerate(chains):
+            text = c.text.strip()
+            request: list[Message] | str
+            if isinstance(base, str):
+                request = f"{base} {text}{COT_ANSWER}"
             else:
-                result = await self.client.chat(request, params)
-            usage.add(result.usage)
-            if self.s.votes:
-                votes = [parse_vote(c.text) for c in result.choices]
-                a, b = votes.count("A"), votes.count("B")
-                raw = result.choices[-1].text if result.choices else ""
-                if a + b:
-                    return vote_probability(a, b)
-                continue
-            choice = result.choices[0]
-            raw = choice.text
-            if not choice.logprobs:
-                raise RecordFailed(
-                    f"{self.client.spec} returned no log-probs", {"hint": "use --votes K", "raw": raw}
-                )
-            try:
-                return score_answer(choice.logprobs).p_a
-            except NoAnswer:
-                continue
-        raise RecordFailed(f"no (A)/(B) answer after {self.s.reask + 1} attempts", {"raw": raw})
+                request = [*base, Message("assistant", text), Message("user", CHAT_COT_FOLLOWUP)]
+            for x, p in (await self._read(request, seed + 101 * (i + 1), usage, letters)).items():
+                total[x] += p / len(chains)
+        return total
 
     async def score(self, item: GoldItem) -> dict[str, Any]:
         assert item.prompt is not None
         usage = Usage()
-        p_a = await self.p_a(item.prompt, derive_seed(self.s.seed, item.id, "ab"), usage)
-        p = p_a if item.correct_position == "A" else 1.0 - p_a
+        letters = item.letters
+        probs = await self.probs(item.prompt, derive_seed(self.s.seed, item.id, "ab"), usage, letters)
+        extra: dict[str, Any] = {"usage": usage.to_dict()}
+        if len(letters) > 2:
+            extra.update(probs=probs, n_options=len(letters), choice=max(probs, key=lambda k: probs[k]))
+            return probability_row(item, probs[item.correct_position], None, extra)
+        p = probs[item.correct_position]
         p_swapped = None
         if self.s.both_orders and item.swapped_prompt is not None:
             # In the swapped question the correct option sits in the other seat.
-            q = await self.p_a(item.swapped_prompt, derive_seed(self.s.seed, item.id, "ba"), usage)
-            p_swapped = q if item.correct_position == "B" else 1.0 - q
-        return probability_row(item, p, p_swapped, {"usage": usage.to_dict()})
+            other = "B" if item.correct_position == "A" else "A"
+            q = await self.probs(item.swapped_prompt, derive_seed(self.s.seed, item.id, "ba"), usage)
+            p_swapped = q[other]
+        return probability_row(item, p, p_swapped, extra)
 
 
 async def score_pair(labeler: Any, item: GoldItem) -> dict[str, Any]:

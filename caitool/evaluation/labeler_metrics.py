@@ -138,3 +138,62 @@ def metrics(items: Sequence[ItemProbability], bins: int = 10) -> dict[str, Any]:
         "accuracy_when_correct_shorter": _mean(acc_shorter),
     }
     return out
+
+
+@dataclass(frozen=True)
+class ItemDistribution:
+    """A many-option item (the paper's nine-way HarmfulnessClassification): P over every option."""
+
+    id: str
+    probs: dict[str, float]
+    correct: str
+
+
+def multiclass_metrics(items: Sequence[ItemDistribution], bins: int = 10) -> dict[str, Any]:
+    """Accuracy of the argmax (ties split evenly), mean P(correct), multi-class Brier score (sum over options
+    of (p − y)²), log loss, and calibration of the argmax: confidence = max p, equal-width bins over
+    [1/K, 1] for K options (no K-way choice is less confident than 1/K), ECE as for two options."""
+    n = len(items)
+    k_opts = max((len(it.probs) for it in items), default=2)
+    lo = 1.0 / k_opts
+    width = (1.0 - lo) / bins
+    counts = [0] * bins
+    conf_sum = [0.0] * bins
+    acc_sum = [0.0] * bins
+    accs: list[float] = []
+    for it in items:
+        top = max(it.probs.values())
+        winners = [x for x, p in it.probs.items() if p == top]
+        acc = 1.0 / len(winners) if it.correct in winners else 0.0
+        accs.append(acc)
+        k = min(bins - 1, max(0, math.floor((top - lo) / width + 1e-9)))
+        counts[k] += 1
+        conf_sum[k] += top
+        acc_sum[k] += acc
+    out_bins = []
+    ece = 0.0
+    for k in range(bins):
+        c = counts[k]
+        if c:
+            ece += c / n * abs(acc_sum[k] / c - conf_sum[k] / c)
+        out_bins.append(
+            {
+                "lo": round(lo + k * width, 6),
+                "hi": round(lo + (k + 1) * width, 6),
+                "count": c,
+                "confidence": conf_sum[k] / c if c else None,
+                "accuracy": acc_sum[k] / c if c else None,
+            }
+        )
+    pc = [it.probs.get(it.correct, 0.0) for it in items]
+    return {
+        "items": n,
+        "options": k_opts,
+        "accuracy": _mean(accs),
+        "mean_p_correct": _mean(pc),
+        "brier": _mean(
+            [sum((p - (1.0 if x == it.correct else 0.0)) ** 2 for x, p in it.probs.items()) for it in items]
+        ),
+        "log_loss": _mean([-math.log(max(p, 1e-12)) for p in pc]),
+        "calibration": {"bins": out_bins, "ece": ece if n else None, "n_bins": bins},
+    }
