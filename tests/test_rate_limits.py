@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from caitool.retry import RateLimiter
+from caitool.testing.fake_server import FakeServer
 from tests.conftest import prompts, run_cli, write_jsonl
 
 
@@ -159,3 +160,22 @@ def test_a_429_pauses_every_worker_until_retry_after(
     assert during == [], f"requests sent during the 429 pause, at +{during} s"
     retry = [t for t, text in arrivals if "number 0?" in text][1]
     assert retry - t429 >= 0.95
+
+
+def test_tpm_holds_back_requests_whose_tokens_the_bucket_lacks(fake: FakeServer, tmp_path: Path) -> None:
+    # sample-pairs -k 2 --max-tokens 600: each request is budgeted at a little over 1,200 tokens (2 × 600 plus
+    # the prompt's). A 2,350-token bucket holds one such request at a time; the next waits (~1.6 s) until the
+    # bucket refills. Without --tpm all three records are in flight together.
+    src = write_jsonl(tmp_path / "in.jsonl", prompts(3))
+
+    def run(out: str, *extra: str) -> int:
+        fake.reset(latency_ms=300, reply_text="Short.")
+        r = run_cli(
+            "sample-pairs", str(src), "-o", str(tmp_path / out), "--model", "openai/m", "--base-url",
+            fake.openai_base_url, "-k", "2", "--max-tokens", "600", "--concurrency", "3", *extra,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return int(fake.stats()["max_in_flight"])
+
+    assert run("free.jsonl") == 3
+    assert run("budgeted.jsonl", "--tpm", "2350") == 1
