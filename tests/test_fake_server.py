@@ -547,3 +547,38 @@ def test_command_line_server() -> None:
         timeout=30,
     )
     assert bad.returncode == 2 and "p500" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("nope", "unknown mode"), ("drip", "needs an argument"), ("huge:big", "must be a number")],
+)
+def test_misbehave_is_validated(value: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        FakeConfig.build({"misbehave": value})
+
+
+def test_misbehaviour_by_model_name_and_canned_body(srv: FakeServer) -> None:
+    def post(model: str) -> tuple[int, dict[str, str], bytes]:
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
+        req = urllib.request.Request(
+            srv.openai_base_url + "/chat/completions", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    status, headers, _ = post("misbehave.ra:86400")
+    assert status == 429 and headers["retry-after"] == "86400" and "retry-after-ms" not in headers
+    status, _, data = post("misbehave.lp_all:nan_str")
+    assert status == 200 and json.loads(data)["choices"][0]["message"]["content"]  # no log-probs asked
+    status, _, data = post("misbehave.usage_inf")
+    assert b'"prompt_tokens": Infinity' in data
+    status, _, data = post("misbehave.deep_json")
+    assert status == 200 and data == b"[" * 200_000
+    srv.configure(canned_body='{"choices": 5}', canned_status=201, canned_headers={"x-odd": "1"})
+    status, headers, data = post("m")
+    assert (status, headers["x-odd"], data) == (201, "1", b'{"choices": 5}')
+    assert srv.stats()["faults"] == {"ra": 1, "lp_all": 1, "usage_inf": 1, "deep_json": 1, "canned": 1}
