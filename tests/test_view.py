@@ -386,3 +386,15 @@ def test_eval_labeler_report_as_reliability_diagram(page: Any, tmp_path: Path) -
         counts_are(page, f"{len(ids[:4])} rows")
     finally:
         server.close()
+
+
+def test_missing_file_and_busy_port_are_usage_errors(samples: dict[str, Path], tmp_path: Path) -> None:
+    r = run_cli("view", str(tmp_path / "nope.jsonl"), "--no-browser")
+    assert r.returncode == 2 and f"{tmp_path / 'nope.jsonl'}: no such file" in r.stderr
+    server = serve(samples["traces"])
+    try:
+        port = server.url.rsplit(":", 1)[1].strip("/")
+        r = run_cli("view", str(samples["traces"]), "--no-browser", "--port", port)
+        assert r.returncode == 2 and f"--port {port}" in r.stderr, r.stderr
+    finally:
+        server.close()
