@@ -423,6 +423,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="only these mutation ids, comma-separated")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per test run (default 300)")
     ap.add_argument(
+        "--deselect",
+        action="append",
+        default=[],
+        metavar="NODEID",
+        help="leave out a (flaky) test; repeatable",
+    )
+    ap.add_argument(
         "--no-baseline", action="store_true", help="skip the unmutated run of each module's tests"
     )
     ap.add_argument("--json", type=Path, help="also write every result to this JSON file")
