@@ -110,6 +110,10 @@ def test_rows_recognised_by_shape_and_errors_file_joins(samples: dict[str, Path]
     assert facets["kinds"] == {"label": 10, "error": 1}  # labels.jsonl + labels.jsonl.errors.jsonl
     assert labels.query(Query(errors_only=True))["rows"][0]["id"] == "broken"
     assert Dataset(samples["elo"]).kind == "elo-report"
+    stats = run_cli("stats", str(samples["traces"]))
+    assert stats.returncode == 0, stats.stderr
+    (samples["dir"] / "stats.json").write_text(stats.stdout)
+    assert Dataset(samples["dir"] / "stats.json").kind == "stats-report"
 
 
 def test_index_finds_every_line_and_search_matches_escaped_text(tmp_path: Path) -> None:
