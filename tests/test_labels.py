@@ -304,3 +304,9 @@ def test_a_later_conclusion_overrides_an_earlier_one(discussion: list[str], lett
 def test_discussion_alone_is_no_vote_when_it_starts_with_the_article(discussion: list[str]) -> None:
     text = "A " + " ".join(discussion)
     assert parse_vote(text) is None
+
+
+def test_the_sampled_token_counts_when_its_top_list_omits_it() -> None:
+    # Some servers list alternatives without the sampled token itself: it still carries its own mass.
+    s = score_answer([TokenLogprob(" A", math.log(0.6), (TopLogprob(" B", math.log(0.3)),))])
+    assert s.p_a == pytest.approx(0.6 / 0.9, abs=1e-9) and s.bounded == []
