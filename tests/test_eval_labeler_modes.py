@@ -110,3 +110,18 @@ def test_chat_answers_starting_with_a_parenthesis(fake: FakeServer, tmp_path: Pa
     for row in read_jsonl(out):
         want = expected_a if row["correct_position"] == "A" else 1 - expected_a
         assert row["p_correct"] == pytest.approx(want, abs=1e-6)
+
+
+def test_untrusted_answers_are_kept_and_counted_not_failed(fake: FakeServer, tmp_path: Path) -> None:
+    # A judge that starts with prose puts little mass on the options: measuring, that answer is the
+    # labeler's own, so it is scored as it is and the report counts it.
+    fake.configure(answer_logprobs={"A": math.log(0.9), "B": math.log(0.1)}, answer_style="prose")
+    out = tmp_path / "items.jsonl"
+    r = judge(fake, str(HVE), "--prompt-format", "completion", "--one-order", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["untrusted_items"] == 2 and rep["scored"] == 2
+    for row in read_jsonl(out):
+        assert row["untrusted_answers"] == 1
+    # Each item: 3 attempts (--reask 2), each followed by one request with the unresolved " (" appended.
+    assert fake.stats()["by_endpoint"]["/v1/completions"] == 2 * 3 * 2

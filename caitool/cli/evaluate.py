@@ -813,6 +813,8 @@ def eval_labeler(
         "missing": missing,
         **metrics(table, bins),
     }
+    if source == "model":  # items with an answer below the option-mass threshold (see docs/records.md)
+        report["untrusted_items"] = sum(1 for r in rows.values() if r.get("untrusted_answers"))
     _labeler_tables(report, quiet)
     if plot is not None:
         from caitool.console import info
@@ -977,6 +979,7 @@ def _many_option_report(
         "missing": len(items) - len(table),
     }
     report.update(multiclass_metrics(table, bins))
+    report["untrusted_items"] = sum(1 for r in rows.values() if r.get("untrusted_answers"))
     if not quiet:
         _table(
             f"labeler: {spec} on {gold} ({len(table)} items, {report['options']} options)",

@@ -317,7 +317,7 @@ class QuestionScorer:
         return out[:k]
 
     async def _read(
-        self, request: list[Message] | str, seed: int, usage: Usage, letters: str
+        self, request: list[Message] | str, seed: int, usage: Usage, letters: str, untrusted: list[float]
     ) -> dict[str, float]:
         from caitool.tasks.label_pairs import read_answer
 
@@ -341,24 +341,31 @@ class QuestionScorer:
             return choices[0] if choices else None
 
         read = await read_answer(ask, request, seed, self.s.reask, letters, self.client.spec)
+        if read.score is None and read.best is not None:
+            # Measuring, not labelling: the model's own low-mass answer is what is being evaluated, so it
+            # is kept, and the row counts it (`untrusted_answers`) instead of silently swapping in votes.
+            untrusted.append(read.best.ab_mass)
+            return read.best.probs
         if read.score is None:
-            why = (
-                f"option mass {read.best.ab_mass:.3g} below the trust threshold"
-                if read.best is not None
-                else read.error or "no option among the log-probs"
-            )
+            why = read.error or "no option among the log-probs"
             raise RecordFailed(
                 f"no trusted answer after {self.s.reask + 1} attempts ({why})", {"raw": read.raw}
             )
         return read.score.probs
 
     async def probs(
-        self, prompt: str, seed: int, usage: Usage, letters: str = TWO_OPTIONS
+        self,
+        prompt: str,
+        seed: int,
+        usage: Usage,
+        letters: str = TWO_OPTIONS,
+        untrusted: list[float] | None = None,
     ) -> dict[str, float]:
         """P over the options for one question (averaged over the chains of thought with --cot)."""
         chat = self.s.prompt_format == "chat"
+        low: list[float] = untrusted if untrusted is not None else []
         if not self.s.cot:
-            return await self._read([Message("user", prompt)] if chat else prompt, seed, usage, letters)
+            return await self._read([Message("user", prompt)] if chat else prompt, seed, usage, letters, low)
         body = question_body(prompt)
         base: list[Message] | str = (
             [Message("user", f"{body}\n\n{CHAT_COT_ASK}")] if chat else COT_OPEN + body + COT_REASON
@@ -376,7 +383,7 @@ class QuestionScorer:
                 request = f"{base} {text}{COT_ANSWER}"
             else:
                 request = [*base, Message("assistant", text), Message("user", CHAT_COT_FOLLOWUP)]
-            for x, p in (await self._read(request, seed + 101 * (i + 1), usage, letters)).items():
+            for x, p in (await self._read(request, seed + 101 * (i + 1), usage, letters, low)).items():
                 total[x] += p / len(chains)
         return total
 
@@ -384,18 +391,25 @@ class QuestionScorer:
         assert item.prompt is not None
         usage = Usage()
         letters = item.letters
-        probs = await self.probs(item.prompt, derive_seed(self.s.seed, item.id, "ab"), usage, letters)
+        low: list[float] = []
+        probs = await self.probs(item.prompt, derive_seed(self.s.seed, item.id, "ab"), usage, letters, low)
         extra: dict[str, Any] = {"usage": usage.to_dict()}
         if len(letters) > 2:
             extra.update(probs=probs, n_options=len(letters), choice=max(probs, key=lambda k: probs[k]))
+            if low:
+                extra["untrusted_answers"] = len(low)
             return probability_row(item, probs[item.correct_position], None, extra)
         p = probs[item.correct_position]
         p_swapped = None
         if self.s.both_orders and item.swapped_prompt is not None:
             # In the swapped question the correct option sits in the other seat.
             other = "B" if item.correct_position == "A" else "A"
-            q = await self.probs(item.swapped_prompt, derive_seed(self.s.seed, item.id, "ba"), usage)
+            q = await self.probs(
+                item.swapped_prompt, derive_seed(self.s.seed, item.id, "ba"), usage, TWO_OPTIONS, low
+            )
             p_swapped = q[other]
+        if low:
+            extra["untrusted_answers"] = len(low)  # answers with option mass below MIN_OPTION_MASS
         return probability_row(item, p, p_swapped, extra)
 
 
