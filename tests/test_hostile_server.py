@@ -220,6 +220,8 @@ def test_success_body_over_the_cap_fails_the_request(
     monkeypatch.setenv("CAITOOL_MAX_RESPONSE_MB", "1")
     err = failure(make(fake, transport, "misbehave.huge:3"))
     assert not err.retryable and "larger than 1 MiB" in str(err)
+    err = failure(make(fake, transport, "misbehave.huge_chunked:3"))  # no Content-Length: counted
+    assert not err.retryable and "larger than 1 MiB" in str(err)
     assert call(make(fake, transport, "misbehave.huge:0.5")).text.startswith("xxxx")  # under the cap: fine
 
 

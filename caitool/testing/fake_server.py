@@ -78,8 +78,9 @@ Misbehaviours (hostile-server tests)
     "misbehave.MODE" (`-m openai/misbehave.ra:86400`) gets MODE whatever the config says. Modes
     (`MISBEHAVIOURS`): `ra:V` / `ra_once:V` / `ra_ms:V` (a 429 with only `Retry-After: V` / on the first
     attempt only / only `retry-after-ms: V`; V `date2100` is an HTTP date in 2100), `drip:MS` (the body one
-    byte every MS ms), `huge:MiB`, `lp:V` / `lp_all:V` (first-token log-probs set to V: -inf, nan, inf,
-    -1e308, or nan_str for the string "nan"; written by json.dumps, so NaN/Infinity are bare literals),
+    byte every MS ms), `huge:MiB` (`huge_chunked:MiB`: without Content-Length), `lp:V` / `lp_all:V`
+    (first-token log-probs set to V: -inf, nan, inf, -1e308, or nan_str for the string "nan"; written by
+    json.dumps, so NaN/Infinity are bare literals),
     `usage_str|list|inf|neg`, `content_int|list|null|filter|str`, `text_int`, `deep_json`,
     `deep_json_err`, `choices_str`. `canned_body` (with `canned_status`, `canned_headers`) answers every
     generation request with that exact body.
@@ -605,6 +606,7 @@ MISBEHAVIOURS = {
     "ra_ms": True,  # 429 with only `retry-after-ms: ARG` (1e400, ...), every attempt
     "drip": True,  # the normal body, one byte every ARG ms
     "huge": True,  # a normal answer whose text is ARG MiB of "x"
+    "huge_chunked": True,  # the same, sent chunked (no Content-Length)
     "lp": True,  # the first token's alternatives after the first get log-prob ARG
     "lp_all": True,  # the first token and all its alternatives get log-prob ARG
     "usage_str": False,  # usage counts as "12a"
@@ -632,7 +634,7 @@ def _parse_misbehaviour(mode: str) -> tuple[str, str]:
         raise ValueError(f"misbehave: unknown mode {name!r} (known: {', '.join(MISBEHAVIOURS)})")
     if MISBEHAVIOURS[name] and not arg:
         raise ValueError(f"misbehave: {name} needs an argument ({name}:ARG)")
-    if name in ("drip", "huge", "lp", "lp_all") and arg != "nan_str":
+    if name in ("drip", "huge", "huge_chunked", "lp", "lp_all") and arg != "nan_str":
         try:
             float(arg)
         except ValueError:
@@ -674,7 +676,7 @@ def _misshape(payload: dict[str, Any], endpoint: str, name: str, arg: str) -> No
             "text_int": [{"type": "text", "text": 42}],
         }.get(name, payload["content"])
         payload["content"] = content
-        if name == "huge":
+        if name in ("huge", "huge_chunked"):
             payload["content"] = [{"type": "text", "text": "x" * int(float(arg) * 2**20)}]
         return
     if name == "choices_str":
@@ -692,7 +694,7 @@ def _misshape(payload: dict[str, Any], endpoint: str, name: str, arg: str) -> No
             holder[field] = None
             if name == "content_filter":
                 c["finish_reason"] = "content_filter"
-        elif name == "huge":
+        elif name in ("huge", "huge_chunked"):
             holder[field] = "x" * int(float(arg) * 2**20)
         elif name in ("lp", "lp_all") and c.get("logprobs"):
             value = _lp_value(arg)
@@ -970,6 +972,8 @@ class _State:
         headers = self._headers()
         if misbehaviour is not None and misbehaviour[0] == "drip":
             return await self._drip(request, data, headers, float(misbehaviour[1]) / 1000)
+        if misbehaviour is not None and misbehaviour[0] == "huge_chunked":
+            return await self._drip(request, data, headers, 0.0, chunk=2**16, chunked=True)
         if fault == "p_truncate":
             resp = web.StreamResponse(status=200, headers=headers)
             resp.content_type = "application/json"
@@ -999,15 +1003,26 @@ class _State:
         return None
 
     async def _drip(
-        self, request: web.Request, data: bytes, headers: Mapping[str, str], every_s: float
+        self,
+        request: web.Request,
+        data: bytes,
+        headers: Mapping[str, str],
+        every_s: float,
+        *,
+        chunk: int = 1,
+        chunked: bool = False,
     ) -> web.StreamResponse:
-        """A 200 whose body comes one byte every `every_s` seconds (a broken proxy trickling bytes)."""
+        """A 200 whose body comes `chunk` bytes every `every_s` seconds (a broken proxy trickling bytes);
+        `chunked`: without Content-Length (chunked transfer encoding)."""
         resp = web.StreamResponse(status=200, headers=headers)
         resp.content_type = "application/json"
-        resp.content_length = len(data)
+        if chunked:
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = len(data)
         await resp.prepare(request)
-        for i in range(len(data)):
-            await resp.write(data[i : i + 1])
+        for i in range(0, len(data), chunk):
+            await resp.write(data[i : i + chunk])
             await asyncio.sleep(every_s)
         self.by_status[200] += 1
         return resp
