@@ -266,3 +266,26 @@ def test_label_settings_join_the_fingerprint(
     assert label(fake, src, out, "--limit", "1", flag, first).returncode == 0
     r = label(fake, src, out, flag, second)
     assert r.returncode == 2 and "refusing to mix" in r.stderr
+
+
+def test_paper_format_reproduces_the_repository_strings(tmp_path: Path) -> None:
+    cons = tmp_path / "one.toml"
+    cons.write_text('name = "one"\n[[comparison]]\nid = "p"\ntext = "Which is kinder?"\n')
+    row = {"id": "x", "prompt": "q?", "response_a": "X", "response_b": "Y"}
+    src = write_jsonl(tmp_path / "in.jsonl", [row])
+    common = ["--dry-run", "--fewshot", "0", "--constitution", str(cons), "-m", "openai/x"]
+    common += ["--base-url", "http://127.0.0.1:9/v1", "--prompt-format", "completion"]
+    r = run_cli("label-pairs", str(src), *common)
+    assert r.returncode == 0, r.stderr
+    question = r.stdout.split("=====\n", 1)[1]
+    assert question == (
+        "\n\nConsider the following conversation between a human and an assistant:\n\nHuman: q?\n\n\n"
+        "Which is kinder? Options:\n (A) [[[X]]]\n (B) [[[Y]]]\n\nThe answer is:\n"
+    )
+    r = run_cli("label-pairs", str(src), *common, "--cot")
+    assert r.returncode == 0, r.stderr
+    question = r.stdout.split("=====\n", 1)[1]
+    assert question == (
+        "\n\nHuman: Consider the following conversation between a human (H) and an assistant (A):\n\n"
+        "H: q?\n\nWhich is kinder?\n (A) [[[X]]]\n (B) [[[Y]]]\n\nAssistant: Let's think step by step:\n"
+    )
