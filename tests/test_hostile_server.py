@@ -356,7 +356,7 @@ SECRET = "hunter2PASS"
 @pytest.mark.parametrize(
     "url",
     [
-        f"http://user:{SECRET}@127.0.0.1:9/v1",  # nothing listens: a connection error quoting the URL
+        f"http://user:{SECRET}@127.0.0.1:99999/v1",  # a port out of range: "invalid URL <the URL>"
         f"htp://user:{SECRET}@127.0.0.1:9/v1",  # a typo'd scheme
         f"http://127.0.0.1:9/v1?api-key={SECRET}",  # a key in the query string
     ],
