@@ -38,7 +38,7 @@ ConcurrencyOpt = Annotated[
 RpmOpt = Annotated[float | None, typer.Option("--rpm", min=1, help="Client-side requests-per-minute budget.")]
 TpmOpt = Annotated[float | None, typer.Option("--tpm", min=1, help="Client-side tokens-per-minute budget.")]
 TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", min=1, help="Seconds per request before it is retried.")
+    float, typer.Option("--timeout", min=1, help="Deadline in seconds for each attempt, body included.")
 ]
 RetriesOpt = Annotated[
     int, typer.Option("--retries", min=0, help="Retries per request (attempts = 1 + retries).")
