@@ -7,10 +7,16 @@
     ├── ProviderError (exit 1)     a model call failed; `retryable` says whether the runner may try again
     └── ParseError (exit 1)        a model answer that could not be parsed; keeps the raw text
 
+    RecordFailed                   one record failed (a task raises it inside `process`): the runner writes
+                                   it to the errors file with its `detail` and the run goes on. Not a
+                                   CaitoolError on purpose: it never stops a run and never reaches the CLI.
+
 The CLI prints `str(error)` (plus `hint`) and exits with `exit_code`; no traceback unless CAITOOL_DEBUG=1.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -74,3 +80,11 @@ class ParseError(CaitoolError):
     def __init__(self, message: str, *, raw: str) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class RecordFailed(Exception):
+    """Raised by a task's `process` to send its record to the errors file with extra detail (`raw`, ...)."""
+
+    def __init__(self, reason: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.detail = detail or {}

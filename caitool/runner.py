@@ -6,11 +6,11 @@ depth-first: a record's rounds finish before many new records start). At most `c
 flight; a finished one is replaced at once (no batch barrier). Memory holds the in-flight records and the ids
 seen (an `IdSet`, about 30 bytes each), never the input.
 
-A record whose calls fail after retries (`ProviderError`, `ParseError`) goes to the errors file and the run
-goes on. Anything else stops the run: in-flight records are cancelled, the files are closed, and the error
-propagates. An `InputError` from the input iterator stops dispatching, lets in-flight records finish, then
-propagates; so does a record already committed to the output from a different input (same id, other
-content), found when the input reaches it.
+A record whose calls fail after retries (`ProviderError`, `ParseError`), or that its task gives up on
+(`RecordFailed`), goes to the errors file and the run goes on. Anything else stops the run: in-flight records
+are cancelled, the files are closed, and the error propagates. An `InputError` from the input iterator stops
+dispatching, lets in-flight records finish, then propagates; so does a record already committed to the output
+from a different input (same id, other content), found when the input reaches it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+# RecordFailed is re-exported for the tasks that still import it from here; it lives in caitool.errors.
 from caitool.errors import CaitoolError, InputError, ParseError, ProviderError
+from caitool.errors import RecordFailed as RecordFailed
 from caitool.store import IdSet, OutputStore, record_hash
 
 T = TypeVar("T")
@@ -53,14 +55,6 @@ class RunCounts:
             "rejected": self.rejected,
             "seconds": round(time.monotonic() - self.started, 3),
         }
-
-
-class RecordFailed(Exception):
-    """Raised by a `process` function to send its record to the errors file with extra detail."""
-
-    def __init__(self, reason: str, detail: dict[str, Any] | None = None) -> None:
-        super().__init__(reason)
-        self.detail = detail or {}
 
 
 async def run_jobs(

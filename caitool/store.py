@@ -46,6 +46,24 @@ def dumps(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=True, separators=(",", ":"))
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every row of a JSONL file written by caitool (blank lines skipped); [] when the file does not exist."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    with p.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_jsonl_atomic(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Replace `path` with `rows` in one rename, so a reader sees the old file or the new one, never half."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text("".join(dumps(r) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, p)
+
+
 def record_hash(item: object) -> str:
     """A short hash of a record's input (a job's item: frozen dataclasses of str, tuples and numbers, whose
     repr is stable across runs). "" when the repr would name a memory address, which no run can repeat."""

@@ -457,7 +457,7 @@ def red_team(
     from caitool.providers import default_model
     from caitool.providers.base import GenerateParams
     from caitool.runner import Job
-    from caitool.store import dumps
+    from caitool.store import dumps, read_jsonl, write_jsonl_atomic
 
     spec = model or default_model()
     fmt: Literal["chat", "completion"] = "chat" if prompt_format == "chat" else "completion"
@@ -555,7 +555,7 @@ def red_team(
         if code == EXIT_INTERRUPTED:
             raise typer.Exit(code)
         wanted = {request_id(i) for i in range(n)}
-        rows = [r for r in _jsonl(raw_path) if r.get("id") in wanted]
+        rows = [r for r in read_jsonl(raw_path) if r.get("id") in wanted]
         refusals = () if keep_refusals else load_monitors().refusal
         kept, dropped, report = deduplicate(rows, seed_list, dedup_settings, refusals)
     finally:
@@ -578,41 +578,13 @@ def red_team(
         except BrokenPipeError:
             raise ConsumerGone("output closed by the reader") from None
     else:
-        _write_jsonl_atomic(output, out_rows)
-        _write_jsonl_atomic(output + ".dropped.jsonl", dropped)
+        write_jsonl_atomic(output, out_rows)
+        write_jsonl_atomic(output + ".dropped.jsonl", dropped)
         Path(output + ".report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     _red_team_tables(report, quiet)
     if not quiet and output not in (None, "-"):
         info(f"{output}: {report['kept']} prompts; dropped ones in {output}.dropped.jsonl")
     raise typer.Exit(code)
-
-
-def _jsonl(path: str) -> list[dict[str, Any]]:
-    import json
-    from pathlib import Path
-
-    out: list[dict[str, Any]] = []
-    p = Path(path)
-    if not p.exists():
-        return out
-    with p.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                out.append(json.loads(line))
-    return out
-
-
-def _write_jsonl_atomic(path: str, rows: list[dict[str, Any]]) -> None:
-    import os
-    from pathlib import Path
-
-    from caitool.store import dumps
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text("".join(dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, p)
 
 
 def _red_team_tables(report: dict[str, Any], quiet: bool) -> None:
@@ -842,6 +814,7 @@ def _score_gold(
     from caitool.pricing import price_for
     from caitool.prompts import content_hash
     from caitool.runner import Job
+    from caitool.store import read_jsonl
     from caitool.tasks.label_pairs import (
         Labeler,
         LabelSettings,
@@ -946,7 +919,7 @@ def _score_gold(
         code = execute(run, jobs, make_process, [client], price=price_for(spec, parse_price(o["price"])))
         if code == EXIT_INTERRUPTED:
             raise typer.Exit(code)
-        rows = {str(r["id"]): r for r in _jsonl(path)}
+        rows = {str(r["id"]): r for r in read_jsonl(path)}
     finally:
         if tmpdir is not None:
             tmpdir.cleanup()
