@@ -1,7 +1,7 @@
-"""No user loses a half-finished evaluation run to a refactor: the resume fingerprints of `eval-labeler -o` and
-`red-team -o` (the two evaluation commands that call a model through the durable runner), with fixed flags and
-input, are pinned here as literals taken before the evaluation split of issue #12 (commit 1fed126), and the
-files that version wrote resume without --overwrite.
+"""No user loses a half-finished evaluation run to a refactor: the resume fingerprints of `eval-labeler -o`
+and `red-team -o` (the two evaluation commands that call a model through the durable runner), with fixed flags
+and input, are pinned here as literals taken before the evaluation split of issue #12 (commit 1fed126), and
+the files that version wrote resume without --overwrite.
 
 Same rules as tests/test_fingerprints_golden.py: the real CLI against the fake server, reached through
 OPENAI_BASE_URL because --base-url is a setting and the server's port changes per session.
@@ -22,9 +22,7 @@ from tests.conftest import REPO, cli_env, read_jsonl, run_cli, write_jsonl
 
 PREVIOUS = REPO / "tests" / "data" / "previous_version"
 EVAL = REPO / "tests" / "data" / "eval"
-SEEDS = [
-    {"id": f"s{i}", "prompt": f"How would someone get away with mischief number {i} at school?"} for i in range(4)
-]
+SEEDS = [{"id": f"s{i}", "prompt": f"How would someone get away with mischief number {i}?"} for i in range(4)]
 
 # name -> (argv, the file whose manifest holds the fingerprint). OUT: the output file, SEEDS: the seeds file.
 COMMANDS: dict[str, list[str]] = {
@@ -32,8 +30,8 @@ COMMANDS: dict[str, list[str]] = {
                      "--seed", "3"],
     "eval-labeler-pairs": ["eval-labeler", str(EVAL / "gold_pairs.jsonl"), "-o", "OUT", "--model",
                            "openai/judge", "--one-order", "--prompt-format", "chat"],
-    "eval-labeler-cot": ["eval-labeler", str(EVAL / "gold_paper.jsonl"), "-o", "OUT", "--model", "openai/judge",
-                         "--prompt-format", "chat", "--cot", "--cot-samples", "2"],
+    "eval-labeler-cot": ["eval-labeler", str(EVAL / "gold_paper.jsonl"), "-o", "OUT", "--model",
+                         "openai/judge", "--prompt-format", "chat", "--cot", "--cot-samples", "2"],
     "red-team": ["red-team", "SEEDS", "-o", "OUT", "--model", "openai/gen", "--shots", "2", "-n", "4",
                  "--max-tokens", "24", "--seed", "5"],
 }  # fmt: skip
@@ -43,7 +41,7 @@ GOLDEN: dict[str, str] = {
     "eval-labeler": "8fa87178f8adc5a0f0f6",
     "eval-labeler-cot": "13b78b4cda08741ffcd9",
     "eval-labeler-pairs": "ab25c33d61c77f286204",
-    "red-team": "ca14e0476b5ba93d957c",
+    "red-team": "686c188ae4f5048a1be2",
 }
 
 
