@@ -35,7 +35,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from caitool.console import warn
 from caitool.errors import CaitoolError, ProviderError
-from caitool.providers.base import Completion, GenerateParams, Message, ModelClient, Usage
+from caitool.providers.base import (
+    CAPABILITY_DEFAULTS,
+    Completion,
+    GenerateParams,
+    Message,
+    ModelClient,
+    Usage,
+)
 
 log = logging.getLogger("caitool")
 T = TypeVar("T")
@@ -172,7 +179,12 @@ def _estimate_tokens(text_len: int, params: GenerateParams) -> int:
 
 
 class ResilientClient:
-    """Wraps a `ModelClient` with the retry policy, the rate budget and the counters."""
+    """Wraps a `ModelClient` with the retry policy, the rate budget and the counters.
+
+    It is a `ModelClient` itself: it forwards the provider's declared capabilities (`supports_logprobs`,
+    `supports_completions`, `supports_n`, `default_concurrency`, `render_chat`; see `providers.base`), with
+    `CAPABILITY_DEFAULTS` for one the provider does not declare, so callers ask the wrapper and never reach
+    through it to the provider or read the spec string."""
 
     def __init__(
         self,
@@ -186,14 +198,12 @@ class ResilientClient:
         self.limiter = limiter or RateLimiter()
         self.stats = CallStats()
         self._told_retry_after = False
-
-    @property
-    def supports_logprobs(self) -> bool:
-        return self.client.supports_logprobs
-
-    @property
-    def supports_completions(self) -> bool:
-        return self.client.supports_completions
+        declared = {k: getattr(client, k, default) for k, default in CAPABILITY_DEFAULTS.items()}
+        self.supports_logprobs: bool = declared["supports_logprobs"]
+        self.supports_completions: bool = declared["supports_completions"]
+        self.supports_n: bool = declared["supports_n"]
+        self.default_concurrency: int = declared["default_concurrency"]
+        self.render_chat: Callable[[list[Message]], str] | None = declared["render_chat"]
 
     def _backoff(self, failed_attempts: int, exc: BaseException | None) -> float:
         """Seconds to wait after `failed_attempts` failures: exponential with full jitter, never less than
@@ -282,7 +292,7 @@ class ResilientClient:
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
-        if params.n > 1 and not getattr(self.client, "supports_n", True):
+        if params.n > 1 and not self.supports_n:
             return await self._fan_out(messages, params)
         est = _estimate_tokens(sum(len(m.content) for m in messages), params)
         return await self._call(est, lambda: self.client.chat(messages, params))

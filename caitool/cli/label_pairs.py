@@ -276,7 +276,7 @@ def label_pairs(
         mode = auto_mode(client)
     if mode == "completion" and not client.supports_completions:
         raise UsageError(f"{spec} has no raw-completion endpoint", hint="use --prompt-format chat")
-    if mode == "chat-prefill" and not hasattr(client.client, "render_chat"):
+    if mode == "chat-prefill" and client.render_chat is None:
         raise UsageError("--prompt-format chat-prefill needs a local/ model", hint="use chat or completion")
     n_votes = default_votes(client, votes)
     if n_votes and mode != "chat":

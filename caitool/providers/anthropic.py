@@ -26,6 +26,8 @@ class AnthropicClient:
     supports_logprobs = False
     supports_completions = False
     supports_n = False
+    default_concurrency = 16
+    render_chat = None
 
     def __init__(
         self, spec: str, model: str, *, base_url: str | None, api_key: str | None, timeout: float

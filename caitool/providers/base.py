@@ -11,6 +11,7 @@ themselves: the single retry layer lives in `caitool.retry`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -93,12 +94,39 @@ class Completion:
         return self.choices[0].text if self.choices else ""
 
 
+# What a provider that does not declare a capability is taken to have (`caitool.retry.ResilientClient` fills
+# these in, so a plugin written before a capability existed keeps working).
+CAPABILITY_DEFAULTS: dict[str, Any] = {
+    "supports_logprobs": False,
+    "supports_completions": False,
+    "supports_n": True,
+    "default_concurrency": 16,
+    "render_chat": None,
+}
+
+
 class ModelClient(Protocol):
-    """What every provider implements. `spec` is the `provider/model` string the user gave."""
+    """What every provider implements. `spec` is the `provider/model` string the user gave.
+
+    Capabilities are declared by the provider, never guessed from the spec string:
+    - `supports_logprobs`: answers can carry token log-probs (label-pairs reads P(A) from them);
+    - `supports_completions`: `complete()` works (raw text, for base models and forced answer prefixes);
+    - `supports_n`: one request returns `n` samples; without it the retry layer sends `n` requests;
+    - `default_concurrency`: records in flight when `--concurrency` is not given (1 for an in-process model,
+      where more only queues);
+    - `render_chat`: the model's own chat template, `messages -> text`, when the client can apply it itself
+      (so a completion can continue a rendered chat after a forced prefix: label-pairs' `chat-prefill`);
+      None when only the server knows the template.
+    """
 
     spec: str
     supports_logprobs: bool
     supports_completions: bool
+    supports_n: bool
+    default_concurrency: int
+
+    @property
+    def render_chat(self) -> Callable[[list[Message]], str] | None: ...
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion: ...
 

@@ -73,6 +73,9 @@ def resolve_model_path(name: str) -> Path:
 class LocalClient:
     supports_logprobs = True
     supports_completions = True
+    supports_n = True
+    # The embedded model runs one request at a time on all cores; more in flight only queues.
+    default_concurrency = 1
 
     def __init__(self, spec: str, model: str, *, n_ctx: int = 4096) -> None:
         self.spec = spec

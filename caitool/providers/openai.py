@@ -58,6 +58,9 @@ def _headers(api_key: str | None) -> dict[str, str]:
 class OpenAIClient:
     supports_logprobs = True
     supports_completions = True
+    supports_n = True
+    default_concurrency = 16
+    render_chat = None  # the server applies the chat template
 
     def __init__(
         self, spec: str, model: str, *, base_url: str | None, api_key: str | None, timeout: float

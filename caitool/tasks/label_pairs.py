@@ -139,7 +139,7 @@ DEFAULT_VOTES = 5  # sampled answers per question when the model gives no log-pr
 
 def auto_mode(client: ResilientClient) -> Mode:
     """chat-prefill where the client renders its own chat template (local models), else chat."""
-    return "chat-prefill" if hasattr(client.client, "render_chat") else "chat"
+    return "chat-prefill" if client.render_chat is not None else "chat"
 
 
 def default_votes(client: ResilientClient, given: int | None = None) -> int:
@@ -396,10 +396,10 @@ class Labeler:
         return msgs
 
     def _prefilled(self, messages: list[Message], prefix: str) -> str:
-        render_chat = getattr(self.client.client, "render_chat", None)
+        render_chat = self.client.render_chat
         if render_chat is None:
             raise ConfigError(f"{self.client.spec}: chat-prefill needs a local model with a chat template")
-        return str(render_chat(messages)) + prefix
+        return render_chat(messages) + prefix
 
     # -- model calls ------------------------------------------------------------------------------------
 
