@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
 
@@ -133,3 +133,36 @@ class ModelClient(Protocol):
     async def complete(self, prompt: str, params: GenerateParams) -> Completion: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One kind of model server, as the provider table (`caitool.providers`) holds it: what `caitool providers
+    list` shows, and how a `name/model` spec becomes a client. Built-ins and plugins are the same shape.
+
+    - `key_env`: the environment variable the API key is read from (None: no key is needed);
+    - `base_url_env`: the environment variable that overrides the base URL (None: no URL);
+    - `base_url()`: the address a client would use now, from the environment or the default;
+    - `ready()`: (usable here, why or why not), checked without importing an SDK or calling a server;
+    - `create(spec, model, base_url=, api_key=, timeout=)`: the client; flags win over the environment.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def key_env(self) -> str | None: ...
+
+    @property
+    def base_url_env(self) -> str | None: ...
+
+    def base_url(self) -> str | None: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+    def create(
+        self, spec: str, model: str, *, base_url: str | None, api_key: str | None, timeout: float
+    ) -> ModelClient: ...
