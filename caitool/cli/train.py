@@ -456,29 +456,6 @@ def _reward_source(reward: str | None) -> tuple[str | None, str | None]:
     )
 
 
-def _ai_feedback_reward(
-    spec: str, base_url: str | None, constitution: str | None, both_orders: bool, seed: int
-) -> Any:
-    """Direct RLAIF: label-pairs' (A)/(B) machinery as a reward function (caitool.tasks.rlaif_reward)."""
-    from caitool.cli._common import build_client
-    from caitool.constitution import load_constitution
-    from caitool.tasks.label_pairs import (
-        Labeler,
-        LabelSettings,
-        auto_mode,
-        default_votes,
-        load_label_templates,
-    )
-    from caitool.tasks.rlaif_reward import AIFeedbackReward
-
-    client = build_client(spec, base_url=base_url, api_key=None, timeout=120.0, retries=6, rpm=None, tpm=None)
-    settings = LabelSettings(
-        mode=auto_mode(client), seed=seed, both_orders=both_orders, votes=default_votes(client)
-    )
-    labeler = Labeler(client, load_constitution(constitution), load_label_templates(), settings)
-    return AIFeedbackReward(labeler)
-
-
 def _check_dirs(policy: str, reward: str | None) -> None:
     from caitool.trainers.manifest import read_manifest
 
@@ -559,8 +536,20 @@ def rl(
         if algo not in ("grpo", "rloo", "online-dpo"):
             raise UsageError(f"--algo {algo} takes a preference-model directory, not a feedback model")
         if not dry_run:
-            reward_fn = _ai_feedback_reward(
-                reward_spec, reward_base_url, reward_constitution, not reward_one_order, seed
+            from caitool.cli._common import build_client
+            from caitool.tasks.rlaif_reward import ai_feedback_reward
+
+            client = build_client(
+                reward_spec,
+                base_url=reward_base_url,
+                api_key=None,
+                timeout=120.0,
+                retries=6,
+                rpm=None,
+                tpm=None,
+            )
+            reward_fn = ai_feedback_reward(
+                client, reward_constitution, both_orders=not reward_one_order, seed=seed
             )
     job, bad = _job(
         ctx,

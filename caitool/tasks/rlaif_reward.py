@@ -20,12 +20,15 @@ import itertools
 import json
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from caitool.inputs import PairItem
 from caitool.providers.base import Message
 from caitool.runner import Job
 from caitool.tasks.label_pairs import Labeler
+
+if TYPE_CHECKING:
+    from caitool.retry import ResilientClient
 
 T = TypeVar("T")
 
@@ -94,3 +97,19 @@ class AIFeedbackReward:
         self._run(shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+
+
+def ai_feedback_reward(
+    client: ResilientClient, constitution: str | None, *, both_orders: bool, seed: int
+) -> AIFeedbackReward:
+    """The reward `rl --reward provider/model` trains against: label-pairs' labeler over `client`, asking the
+    way the client's declared capabilities allow (chat-prefill where it renders its own chat template, votes
+    where it has no log-probs)."""
+    from caitool.constitution import load_constitution
+    from caitool.tasks.label_pairs import LabelSettings, auto_mode, default_votes, load_label_templates
+
+    settings = LabelSettings(
+        mode=auto_mode(client), seed=seed, both_orders=both_orders, votes=default_votes(client)
+    )
+    labeler = Labeler(client, load_constitution(constitution), load_label_templates(), settings)
+    return AIFeedbackReward(labeler)
