@@ -227,13 +227,20 @@ def test_two_crashes_in_a_row_lose_no_finished_call(fake: FakeServer, tmp_path: 
 # A long torn tail
 
 
-def test_a_torn_tail_over_64_kib_is_cut_and_the_whole_lines_kept(fake: FakeServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("done_file", ["kept", "absent"])
+def test_a_torn_tail_over_64_kib_is_cut_and_the_whole_lines_kept(
+    fake: FakeServer, tmp_path: Path, done_file: str
+) -> None:
     out = tmp_path / "out.jsonl"
     assert run_cli(*_critique_revise(fake, tmp_path, out, 2), env=ENV).returncode == 0
     whole = out.read_bytes()
     torn = ('{"id": "p2", "response": "' + "x" * 100_000).encode()  # 100 KB of a record, no newline
     with out.open("ab") as fh:
         fh.write(torn)
+    if (
+        done_file == "absent"
+    ):  # an output from before the commit log (OUT.done.jsonl) existed: read the output
+        out.with_name(out.name + ".done.jsonl").unlink(missing_ok=True)
     fake.reset()
     r = run_cli(*_critique_revise(fake, tmp_path, out, 6), env=ENV)
     assert r.returncode == 0, r.stderr
