@@ -28,7 +28,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from caitool.errors import UsageError
-from caitool.providers._http import redact
+from caitool.providers._http import redact, url_secrets
 from caitool.providers.base import ModelClient, Provider
 from caitool.providers.builtin import BUILTINS, OpenAICompatible
 
@@ -158,8 +158,9 @@ def get_client(
 def _info(name: str, provider: Provider, source: str) -> ProviderInfo:
     ok, detail = provider.ready()
     url = provider.base_url()  # from the environment, which may hold user:password@ or ?key=
-    shown = redact(url) if url else None
-    return ProviderInfo(name, source, ok, provider.key_env, shown, detail, provider.description)
+    hide = url_secrets(url, None)
+    shown = redact(url, hide) if url else None
+    return ProviderInfo(name, source, ok, provider.key_env, shown, redact(detail, hide), provider.description)
 
 
 def list_providers() -> list[ProviderInfo]:

@@ -43,7 +43,7 @@ class OpenAICompatible:
 
     def ready(self) -> tuple[bool, str]:
         if self.default_base_url is not None:
-            return True, f"expects a server at {self.base_url()}"
+            return True, "no key needed: expects a server at the base URL"
         if _env(self.key_env) or _env(GENERIC_KEY_ENV) or self.base_url():
             return True, "key or base URL set"
         return False, f"set {self.key_env}, or {self.base_url_env} for a local server"
