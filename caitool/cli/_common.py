@@ -1,18 +1,158 @@
-"""Helpers the data commands share: building the model client, bad-input policy, prices."""
+"""Helpers the data commands share: the client and run flag groups, `run_task` (the one way a command
+reaches the pipeline and the providers), bad-input policy, prices."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import typer
 
 from caitool.errors import InputError, UsageError
 from caitool.inputs import Line, check_input, read_lines
-from caitool.runner import RunCounts
+from caitool.runner import Job, RunCounts
 from caitool.store import RunFiles, dumps, refuse_aliases
 
+if TYPE_CHECKING:
+    from caitool.pricing import Price
+    from caitool.providers import ProviderInfo
+    from caitool.retry import ResilientClient
+    from caitool.tasks.base import RecordTask
+
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ClientFlags:
+    """--model, --base-url, --api-key, --timeout, --retries, --rpm, --tpm, --concurrency, --price: how a
+    generating command reaches its model, read once from the command's parameters."""
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout: float = 120.0
+    retries: int = 6
+    rpm: float | None = None
+    tpm: float | None = None
+    concurrency: int | None = None
+    price: tuple[float, float] | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ClientFlags:
+        """The flags from `ctx.params`; --model defaults to $CAITOOL_MODEL or local/smollm2, and --price is
+        checked here, so a bad value fails before --dry-run too."""
+        from caitool.providers import default_model
+
+        return cls(
+            model=params.get("model") or default_model(),
+            base_url=params.get("base_url"),
+            api_key=params.get("api_key"),
+            timeout=params.get("timeout", 120.0),
+            retries=params.get("retries", 6),
+            rpm=params.get("rpm"),
+            tpm=params.get("tpm"),
+            concurrency=params.get("concurrency"),
+            price=parse_price(params.get("price")),
+        )
+
+    def build(self, model: str | None = None, *, base_url: str | None = None) -> ResilientClient:
+        """The client for --model, or for another model of the run (a policy, a compared model) on
+        `base_url` with the same timeout, retries and rate budget, and no --api-key (that is --model's)."""
+        if model is None:
+            model, base_url, api_key = self.model, self.base_url, self.api_key
+        else:
+            api_key = None
+        return build_client(
+            model,
+            base_url=base_url,
+            api_key=api_key,
+            timeout=self.timeout,
+            retries=self.retries,
+            rpm=self.rpm,
+            tpm=self.tpm,
+        )
+
+    def price_for(self, model: str | None = None) -> Price | None:
+        from caitool.pricing import price_for
+
+        return price_for(model or self.model, self.price)
+
+
+@dataclass(frozen=True)
+class RunFlags:
+    """The input, the output files and how the run treats them: the same for every data command."""
+
+    input: str = "-"
+    output: str | None = None
+    errors: str | None = None
+    limit: int | None = None
+    overwrite: bool = False
+    quiet: bool = False
+    on_bad_input: str = "fail"
+    rejects: str | None = None
+    dry_run: bool = False
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RunFlags:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+
+def run_task(
+    task: RecordTask,
+    run: RunFlags,
+    to_jobs: Callable[[Line], list[Job[Any]]],
+    clients: list[ResilientClient],
+    *,
+    concurrency: int | None,
+    price: Price | None,
+    extra_manifest: dict[str, Any] | None = None,
+) -> NoReturn:
+    """Run `task` over the input's records: the only place a command's run reaches the pipeline.
+
+    `to_jobs` turns one input line into jobs (raising InputError for a bad line, which --on-bad-input
+    handles). With --dry-run, the first record's requests are printed and nothing else happens (a command
+    may pass no clients then, so a dry run needs no key). `clients[0]` is the task's own model: its
+    default concurrency is the run's unless --concurrency. Exits with the pipeline's exit code."""
+    from caitool.inputs import count_lines
+    from caitool.pipeline import RunSpec, execute
+    from caitool.tasks.base import StepCache, print_preview
+
+    counts = RunCounts()
+    policy = BadInputPolicy(run.on_bad_input, run.rejects, run.output, counts)
+    jobs = lines_to_jobs(run.input, policy, to_jobs)
+    if run.dry_run:
+        job = next(iter(jobs), None)
+        if job is not None:
+            print_preview(job.id, task.preview(job), task.prompt_format)
+        raise typer.Exit(0)
+    spec = RunSpec(
+        command=task.command,
+        input=run.input,
+        output=run.output,
+        errors=run.errors,
+        settings=task.settings(),
+        concurrency=concurrency if concurrency is not None else clients[0].default_concurrency,
+        limit=run.limit,
+        quiet=run.quiet,
+        overwrite=run.overwrite,
+        total=count_lines(run.input),
+        id_key=task.id_key,
+        extra_manifest=extra_manifest or {},
+    )
+
+    def make_process(store: Any) -> Any:
+        cache = StepCache(store.steps, store.save_step)
+
+        async def process(job: Job[Any]) -> list[dict[str, Any]]:
+            return await task.process(job, cache)
+
+        return process
+
+    raise typer.Exit(execute(spec, jobs, make_process, clients, price=price, counts=counts))
 
 
 def build_client(
@@ -113,3 +253,18 @@ def _lines_to_jobs(path: str, policy: BadInputPolicy, convert: Callable[[Line], 
 
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def provider_table() -> list[ProviderInfo]:
+    """Every model provider, built-in or plugin, as `caitool providers list` shows it."""
+    from caitool.providers import list_providers
+
+    return list_providers()
+
+
+def names_a_provider(value: str) -> bool:
+    """Whether `value` is a `provider/model` spec whose provider is in the table (a built-in or a plugin)."""
+    from caitool.providers import provider_names
+
+    provider, sep, model = value.partition("/")
+    return bool(sep and model) and provider in provider_names()

@@ -34,6 +34,7 @@ from caitool.cli._options import (
 
 @app.command("critique-revise")
 def critique_revise(
+    ctx: typer.Context,
     input: InputArg = "-",
     output: OutputOpt = None,
     model: ModelOpt = None,
@@ -98,25 +99,21 @@ def critique_revise(
     """
     from functools import partial
 
-    from caitool.cli._common import (
-        BadInputPolicy,
-        build_client,
-        check_choice,
-        default_concurrency,
-        lines_to_jobs,
-        parse_price,
-    )
+    from caitool.cli._common import ClientFlags, RunFlags, check_choice, run_task
     from caitool.constitution import load_constitution
     from caitool.errors import UsageError
-    from caitool.inputs import Line, count_lines, prompt_items
-    from caitool.pipeline import RunSpec, execute
-    from caitool.pricing import price_for
-    from caitool.providers import default_model
+    from caitool.inputs import Line, prompt_items
     from caitool.providers.base import GenerateParams
-    from caitool.runner import Job, RunCounts
-    from caitool.tasks.critique_revise import CritiqueReviser, CritiqueReviseSettings, load_templates
+    from caitool.runner import Job
+    from caitool.tasks.critique_revise import (
+        CritiqueReviser,
+        CritiqueReviseRun,
+        CritiqueReviseSettings,
+        CritiqueReviseTask,
+        load_templates,
+    )
 
-    spec = model or default_model()
+    flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params(ctx.params)
     check_choice("--format", output_format, ("trace", "sft"))
     check_choice("--prompt-format", prompt_format, ("chat", "completion"))
     if keep_rounds and output_format != "sft":
@@ -136,9 +133,16 @@ def critique_revise(
         output_format=output_format,  # type: ignore[arg-type]
         keep_rounds=keep_rounds,
     )
-    counts = RunCounts()
-    policy = BadInputPolicy(on_bad_input, rejects, output, counts)
-    convert = partial(
+    client = None if dry_run else flags.build()
+    if client is not None and prompt_format == "completion" and not client.supports_completions:
+        raise UsageError(f"{flags.model} has no raw-completion endpoint", hint="use --prompt-format chat")
+    task = CritiqueReviseTask(
+        CritiqueReviser(client, cons, templates, settings),
+        CritiqueReviseRun(
+            flags.model, base_url, per_turn, field, response_field, keep_response, flags.price_for()
+        ),
+    )
+    items = partial(
         prompt_items,
         field=field,
         response_field=response_field,
@@ -147,108 +151,10 @@ def critique_revise(
     )
 
     def to_jobs(line: Line) -> list[Job[Any]]:
-        return [Job(rid, line.where, item) for rid, item in convert(line)]
+        return [Job(rid, line.where, item) for rid, item in items(line)]
 
-    jobs = lines_to_jobs(input, policy, to_jobs)
-
-    price_given = parse_price(price)  # before --dry-run, so a bad value fails there too
-    if dry_run:
-        _dry_run(jobs, cons, templates, settings)
-        return
-
-    client = build_client(
-        spec, base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, rpm=rpm, tpm=tpm
+    extra = {"constitution_source": cons.source, "templates_source": templates.source}
+    clients = [] if client is None else [client]
+    run_task(
+        task, run, to_jobs, clients, concurrency=concurrency, price=flags.price_for(), extra_manifest=extra
     )
-    if prompt_format == "completion" and not client.supports_completions:
-        raise UsageError(f"{spec} has no raw-completion endpoint", hint="use --prompt-format chat")
-    run = RunSpec(
-        command="critique-revise",
-        input=input,
-        output=output,
-        errors=errors,
-        settings={
-            "model": spec,
-            "base_url": base_url,
-            "rounds": rounds,
-            "seed": seed,
-            "critique": not no_critique,
-            "per_turn": per_turn,
-            "field": field,
-            "response_field": response_field,
-            "keep_response": keep_response,
-            "format": output_format,
-            "keep_rounds": keep_rounds,
-            "prompt_format": prompt_format,
-            "params": settings.params.fingerprint(),
-            "constitution": cons.name,
-            "constitution_sha256": cons.sha256,
-            "templates_sha256": templates.sha256,
-        },
-        concurrency=default_concurrency(spec, concurrency),
-        limit=limit,
-        quiet=quiet,
-        overwrite=overwrite,
-        total=count_lines(input),
-        extra_manifest={"constitution_source": cons.source, "templates_source": templates.source},
-    )
-    price_ = price_for(spec, price_given)
-
-    def make_process(store: Any) -> Any:
-        reviser = CritiqueReviser(
-            client, cons, templates, settings, steps=store.steps, save_step=store.save_step
-        )
-
-        async def process(job: Job[Any]) -> list[dict[str, Any]]:
-            trace = await reviser.run(job)
-            trace["caitool"] = {
-                "model": spec,
-                "constitution": cons.name,
-                "constitution_sha256": cons.sha256,
-                "seed": seed,
-                "source": job.where,
-                "cost_usd": round(price_.cost(_usage(trace)), 8) if price_ else None,
-            }
-            return reviser.rows(trace)
-
-        return process
-
-    raise typer.Exit(execute(run, jobs, make_process, [client], price=price_, counts=counts))
-
-
-def _usage(trace: dict[str, Any]) -> Any:
-    from caitool.providers.base import Usage
-
-    u = trace["usage"]
-    return Usage(u["input_tokens"], u["output_tokens"], u["calls"])
-
-
-def _dry_run(jobs: Any, cons: Any, templates: Any, settings: Any) -> None:
-    """The exact requests of the first record, every round, with placeholders for model answers."""
-    import json
-
-    from caitool.tasks.critique_revise import CritiqueReviser, draw_principles
-
-    job = next(iter(jobs), None)
-    if job is None:
-        return
-    reviser = CritiqueReviser(None, cons, templates, settings)  # type: ignore[arg-type]
-    response = job.item.response or "<initial response>"
-    steps: list[tuple[str, Any]] = []
-    if job.item.response is None:
-        steps.append(("initial response", reviser.initial_request(job.item)))
-    for k, p in enumerate(draw_principles(cons, settings.seed, job.id, settings.rounds), start=1):
-        if settings.critique:
-            steps.append(
-                (f"round {k} critique (principle {p.id})", reviser.critique_request(job.item, response, p))
-            )
-        critique = f"<critique {k}>" if settings.critique else None
-        request = reviser.revision_request(job.item, response, p, critique)
-        steps.append((f"round {k} revision (principle {p.id})", request))
-        response = f"<revision {k}>"  # the next round critiques this round's revision
-    for title, request in steps:
-        print(f"===== {job.id}: {title} [{settings.prompt_format}] =====")
-        if isinstance(request, str):
-            print(request)
-        else:
-            for m in request:
-                print(json.dumps(m.to_dict(), ensure_ascii=False))

@@ -108,6 +108,7 @@ async def _try(prompt: str, client: Any, cons: Any, templates: Any, settings: An
     from caitool.parsing import clean_critique, clean_response, clean_revision
     from caitool.providers.base import Message
     from caitool.runner import Job
+    from caitool.tasks.base import StepCache
     from caitool.tasks.critique_revise import CritiqueReviser, draw_principles
     from caitool.tasks.label_pairs import (
         Labeler,
@@ -146,8 +147,8 @@ async def _try(prompt: str, client: Any, cons: Any, templates: Any, settings: An
 
         try:
             screen.waiting(f"sampling the initial response from {spec}")
-            reviser = CritiqueReviser(client, cons, templates, settings, save_step=show)
-            trace = await reviser.run(Job(rid, "try", item))
+            reviser = CritiqueReviser(client, cons, templates, settings)
+            trace = await reviser.run(Job(rid, "try", item), StepCache(save=show))
             screen.section("Final revision", trace["final_response"], "bold green")
             labeler = Labeler(
                 client,

@@ -7,20 +7,20 @@ draw the same), asks for a critique, then for a revision. The revision becomes t
 for the next round, so every round sees "prompt + response" in the same format.
 Writes: one trace row (every round: principle id, requests, critique, revision, flags, usage) or SFT rows.
 
-Every finished model call is checkpointed through `save_step`, and steps found in `steps` (from an earlier,
+Every finished model call is checkpointed in the run's `StepCache`, and steps found there (from an earlier,
 interrupted run) are reused instead of paid for again.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from caitool.constitution import Constitution, CritiquePrinciple
 from caitool.inputs import PromptItem
 from caitool.parsing import clean_critique, clean_response, clean_revision, revision_flags
+from caitool.pricing import Price
 from caitool.prompts import (
     Key,
     check_sections,
@@ -32,10 +32,10 @@ from caitool.prompts import (
     render,
     templates_hash,
 )
-from caitool.providers.base import Completion, GenerateParams, Message, Usage
-from caitool.retry import ResilientClient
+from caitool.providers.base import Completion, GenerateParams, Message, ModelClient, Usage
 from caitool.runner import Job
 from caitool.seeds import derive_seed
+from caitool.tasks.base import Request, StepCache
 
 PromptFormat = Literal["chat", "completion"]
 OutputFormat = Literal["trace", "sft"]
@@ -135,20 +135,15 @@ def draw_principles(
 class CritiqueReviser:
     def __init__(
         self,
-        client: ResilientClient,
+        client: ModelClient | None,  # None: only render requests (--dry-run)
         constitution: Constitution,
         templates: Templates,
         settings: CritiqueReviseSettings,
-        *,
-        steps: dict[str, dict[str, Any]] | None = None,
-        save_step: Callable[[str, str, Any], None] | None = None,
     ) -> None:
         self.client = client
         self.constitution = constitution
         self.t = templates
         self.s = settings
-        self.steps = steps if steps is not None else {}
-        self.save_step = save_step or (lambda _id, _step, _data: None)
 
     # -- rendering (pure) -------------------------------------------------------------------------------
 
@@ -243,8 +238,10 @@ class CritiqueReviser:
 
     # -- model calls ------------------------------------------------------------------------------------
 
-    async def _generate(self, record_id: str, step: str, request: list[Message] | str, usage: Usage) -> str:
-        cached = self.steps.get(record_id, {}).get(step)
+    async def _generate(
+        self, record_id: str, step: str, request: list[Message] | str, usage: Usage, cache: StepCache
+    ) -> str:
+        cached = cache.get(record_id, step)
         if cached is not None:
             return str(cached["text"])
         params = self.s.params
@@ -257,23 +254,27 @@ class CritiqueReviser:
             seed=derive_seed(self.s.seed, record_id, step),
         )
         result: Completion
+        assert self.client is not None, "a reviser without a client only renders requests"
         if isinstance(request, str):
             result = await self.client.complete(request, params)
         else:
             result = await self.client.chat(request, params)
         usage.add(result.usage)
-        self.save_step(record_id, step, {"text": result.text, "usage": result.usage.to_dict()})
+        cache.save(record_id, step, {"text": result.text, "usage": result.usage.to_dict()})
         return result.text
 
-    async def run(self, job: Job[PromptItem]) -> dict[str, Any]:
+    async def run(self, job: Job[PromptItem], cache: StepCache | None = None) -> dict[str, Any]:
         """One record through all rounds; returns the trace row."""
         item, rid = job.item, job.id
+        cache = cache or StepCache()
         usage = Usage()
         principles = draw_principles(self.constitution, self.s.seed, rid, self.s.rounds)
         if item.response is not None:
             initial = item.response
         else:
-            initial = clean_response(await self._generate(rid, "initial", self.initial_request(item), usage))
+            initial = clean_response(
+                await self._generate(rid, "initial", self.initial_request(item), usage, cache)
+            )
         current = initial
         rounds: list[dict[str, Any]] = []
         for k, p in enumerate(principles, start=1):
@@ -281,11 +282,11 @@ class CritiqueReviser:
             critique: str | None = None
             if self.s.critique:
                 raw = await self._generate(
-                    rid, f"r{k}.critique", self.critique_request(item, current, p), round_usage
+                    rid, f"r{k}.critique", self.critique_request(item, current, p), round_usage, cache
                 )
                 critique = clean_critique(raw)
             raw_rev = await self._generate(
-                rid, f"r{k}.revision", self.revision_request(item, current, p, critique), round_usage
+                rid, f"r{k}.revision", self.revision_request(item, current, p, critique), round_usage, cache
             )
             revision, flags = clean_revision(raw_rev)
             flags = revision_flags(current, revision, flags)
@@ -339,3 +340,83 @@ class CritiqueReviser:
                 }
             )
         return out
+
+
+@dataclass(frozen=True)
+class CritiqueReviseRun:
+    """What a critique-revise run records about itself beyond the reviser's settings: the fingerprint's
+    model, server and input options, and the price for each row's cost."""
+
+    model: str
+    base_url: str | None = None
+    per_turn: bool = False
+    field: str | None = None
+    response_field: str | None = None
+    keep_response: bool = False
+    price: Price | None = None
+
+
+class CritiqueReviseTask:
+    """`caitool critique-revise` as a record task (see `caitool.tasks.base.RecordTask`)."""
+
+    command = "critique-revise"
+    id_key = "id"
+
+    def __init__(self, reviser: CritiqueReviser, run: CritiqueReviseRun) -> None:
+        self.reviser = reviser
+        self.run = run
+        self.prompt_format: str = reviser.s.prompt_format
+
+    def settings(self) -> dict[str, Any]:
+        s, cons, run = self.reviser.s, self.reviser.constitution, self.run
+        return {
+            "model": run.model,
+            "base_url": run.base_url,
+            "rounds": s.rounds,
+            "seed": s.seed,
+            "critique": s.critique,
+            "per_turn": run.per_turn,
+            "field": run.field,
+            "response_field": run.response_field,
+            "keep_response": run.keep_response,
+            "format": s.output_format,
+            "keep_rounds": s.keep_rounds,
+            "prompt_format": s.prompt_format,
+            "params": s.params.fingerprint(),
+            "constitution": cons.name,
+            "constitution_sha256": cons.sha256,
+            "templates_sha256": self.reviser.t.sha256,
+        }
+
+    def preview(self, job: Job[PromptItem]) -> list[tuple[str, Request]]:
+        """The exact requests of the record, every round, with placeholders for model answers."""
+        reviser, s = self.reviser, self.reviser.s
+        response = job.item.response or "<initial response>"
+        steps: list[tuple[str, Request]] = []
+        if job.item.response is None:
+            steps.append(("initial response", reviser.initial_request(job.item)))
+        for k, p in enumerate(draw_principles(reviser.constitution, s.seed, job.id, s.rounds), start=1):
+            if s.critique:
+                request = reviser.critique_request(job.item, response, p)
+                steps.append((f"round {k} critique (principle {p.id})", request))
+            critique = f"<critique {k}>" if s.critique else None
+            request = reviser.revision_request(job.item, response, p, critique)
+            steps.append((f"round {k} revision (principle {p.id})", request))
+            response = f"<revision {k}>"  # the next round critiques this round's revision
+        return steps
+
+    async def process(self, job: Job[PromptItem], cache: StepCache) -> list[dict[str, Any]]:
+        trace = await self.reviser.run(job, cache)
+        cons, price = self.reviser.constitution, self.run.price
+        u = trace["usage"]
+        trace["caitool"] = {
+            "model": self.run.model,
+            "constitution": cons.name,
+            "constitution_sha256": cons.sha256,
+            "seed": self.reviser.s.seed,
+            "source": job.where,
+            "cost_usd": round(price.cost(Usage(u["input_tokens"], u["output_tokens"], u["calls"])), 8)
+            if price
+            else None,
+        }
+        return self.reviser.rows(trace)
