@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from caitool.evaluation.dedup import NearDuplicateIndex, diversity, jaccard, shingles
-from caitool.evaluation.red_team import Seed, clean_prompt, draw_shots, request_id
+from caitool.evaluation.red_team import Seed
+from caitool.tasks.red_team import clean_prompt, draw_shots, request_id
 from tests.conftest import read_jsonl, run_cli, write_jsonl
 
 SEEDS = [

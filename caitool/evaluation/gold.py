@@ -1,4 +1,5 @@
-"""Gold sets for `caitool eval-labeler`, and scoring their items with a feedback model.
+"""Gold sets for `caitool eval-labeler`: reading their items and their per-item probability rows (pure; the
+scoring with a feedback model is `caitool.tasks.score_gold`).
 
 Accepted rows (JSONL):
 - the paper's eval format (`evals/438HHHEvaluations.jsonl`, `HarmfulVsEthical.jsonl`, and the nine-option
@@ -15,10 +16,8 @@ Accepted rows (JSONL):
   correct option. These are asked with label-pairs' own question (principle, few-shot examples).
 Either may carry precomputed probabilities, `p_correct` (and `p_correct_swapped`), instead of a model.
 
-Scoring uses label-pairs' machinery: `caitool.labels.score_answer` reads P(A) from the answer's log-probs
-(or `parse_vote` / `vote_probability` from sampled answers), and pairs go through `Labeler.label` with both
-orders. The result per item is a row that `--probs` reads back: `id`, `p_correct`, `p_correct_swapped`,
-`correct_position`, `len_correct`, `len_incorrect`.
+The result per item (`probability_row`, written by `caitool.tasks.score_gold`) is a row that `--probs` reads
+back: `id`, `p_correct`, `p_correct_swapped`, `correct_position`, `len_correct`, `len_incorrect`.
 """
 
 from __future__ import annotations
@@ -33,11 +32,7 @@ from typing import Any, Literal
 from caitool.errors import InputError
 from caitool.evaluation.labeler_metrics import ItemProbability
 from caitool.inputs import Line, PairItem, pair_item
-from caitool.labels import NINE_OPTIONS, TWO_OPTIONS, parse_vote, vote_probability
-from caitool.providers.base import Choice, GenerateParams, Message, Usage
-from caitool.retry import ResilientClient
-from caitool.runner import Job, RecordFailed
-from caitool.seeds import derive_seed
+from caitool.labels import NINE_OPTIONS
 
 Position = Literal["A", "B"]
 
@@ -234,202 +229,7 @@ def row_to_probability(row: dict[str, Any], where: str) -> ItemProbability:
     )
 
 
-# ---------------------------------------------------------------------------------------------------------
-# scoring with a model
-
-
-@dataclass(frozen=True)
-class ScoreSettings:
-    prompt_format: Literal["completion", "chat"] = "completion"
-    seed: int = 0
-    both_orders: bool = True
-    votes: int = 0  # > 0: P(A) from K sampled answers (servers without log-probs)
-    reask: int = 2
-    top_logprobs: int = 20
-    temperature: float = 1.0
-    cot: bool = False  # reason first (the paper's CoT format), then read the answer
-    cot_samples: int = 1  # chains of thought averaged (the paper's "ensembled CoT": 5)
-    cot_max_tokens: int = 256
-
-
-# The paper repository's CoT frame (prompts/RLMadisonPrecogFewShotPrompts.json) around an eval question.
-COT_OPEN = "\n\nHuman: "
-COT_REASON = "\n\nAssistant: Let's think step by step:"
-COT_ANSWER = "\n\nHuman:\nSo the answer is: ("
-COT_STOP = ("\n\nHuman:", "So the answer is")
-CHAT_COT_ASK = 'Let\'s think step by step, then end with "So the answer is: (X)" naming one option.'
-CHAT_COT_FOLLOWUP = "So the answer is: ("
-
-
 def question_body(prompt: str) -> str:
     """The eval question without its closing "The answer is:" line (for the CoT frame)."""
     tail = _TAIL.search(prompt)
     return (prompt[: tail.start()] if tail else prompt).strip("\n")
-
-
-class QuestionScorer:
-    """P(option) for a question already written out, such as the paper's eval prompts ("... The answer is:"),
-    read with label-pairs' answer reader (`read_answer`: two-token answers, option-mass threshold)."""
-
-    def __init__(self, client: ResilientClient, settings: ScoreSettings) -> None:
-        self.client = client
-        self.s = settings
-
-    def _params(
-        self, *, logprobs: bool, n: int, seed: int, max_tokens: int, stop: tuple[str, ...] = ()
-    ) -> Any:
-        return GenerateParams(
-            temperature=self.s.temperature,
-            max_tokens=max_tokens,
-            logprobs=logprobs,
-            top_logprobs=self.s.top_logprobs if logprobs else 0,
-            n=n,
-            seed=seed,
-            stop=stop,
-        )
-
-    async def _call(self, request: list[Message] | str, params: GenerateParams, usage: Usage) -> list[Choice]:
-        if isinstance(request, str):
-            result = await self.client.complete(request, params)
-        else:
-            result = await self.client.chat(request, params)
-        usage.add(result.usage)
-        return list(result.choices)
-
-    async def _sample(
-        self,
-        request: list[Message] | str,
-        k: int,
-        seed: int,
-        usage: Usage,
-        max_tokens: int,
-        stop: tuple[str, ...],
-    ) -> list[Choice]:
-        """K samples, topped up with further requests when a server ignores `n`."""
-        out: list[Choice] = []
-        for call in range(k):
-            if len(out) >= k:
-                break
-            params = self._params(
-                logprobs=False, n=k - len(out), seed=seed + 7919 * call, max_tokens=max_tokens, stop=stop
-            )
-            out.extend(await self._call(request, params, usage))
-        return out[:k]
-
-    async def _read(
-        self, request: list[Message] | str, seed: int, usage: Usage, letters: str, untrusted: list[float]
-    ) -> dict[str, float]:
-        from caitool.tasks.label_pairs import read_answer
-
-        if self.s.votes:
-            raw = ""
-            for attempt in range(self.s.reask + 1):
-                choices = await self._sample(request, self.s.votes, seed + attempt, usage, 8, ())
-                votes = [parse_vote(c.text, letters) for c in choices]
-                raw = choices[-1].text if choices else ""
-                if any(votes):
-                    if len(letters) == 2:
-                        p = vote_probability(votes.count("A"), votes.count("B"))
-                        return {"A": p, "B": 1.0 - p}
-                    # add-one smoothing over every option, as for two
-                    total = sum(1 for v in votes if v) + len(letters)
-                    return {x: (votes.count(x) + 1) / total for x in letters}
-            raise RecordFailed(f"no option in sampled votes after {self.s.reask + 1} attempts", {"raw": raw})
-
-        async def ask(req: list[Message] | str, s: int) -> Choice | None:
-            choices = await self._call(req, self._params(logprobs=True, n=1, seed=s, max_tokens=3), usage)
-            return choices[0] if choices else None
-
-        read = await read_answer(ask, request, seed, self.s.reask, letters, self.client.spec)
-        if read.score is None and read.best is not None:
-            # Measuring, not labelling: the model's own low-mass answer is what is being evaluated, so it
-            # is kept, and the row counts it (`untrusted_answers`) instead of silently swapping in votes.
-            untrusted.append(read.best.ab_mass)
-            return read.best.probs
-        if read.score is None:
-            why = read.error or "no option among the log-probs"
-            raise RecordFailed(
-                f"no trusted answer after {self.s.reask + 1} attempts ({why})", {"raw": read.raw}
-            )
-        return read.score.probs
-
-    async def probs(
-        self,
-        prompt: str,
-        seed: int,
-        usage: Usage,
-        letters: str = TWO_OPTIONS,
-        untrusted: list[float] | None = None,
-    ) -> dict[str, float]:
-        """P over the options for one question (averaged over the chains of thought with --cot)."""
-        chat = self.s.prompt_format == "chat"
-        low: list[float] = untrusted if untrusted is not None else []
-        if not self.s.cot:
-            return await self._read([Message("user", prompt)] if chat else prompt, seed, usage, letters, low)
-        body = question_body(prompt)
-        base: list[Message] | str = (
-            [Message("user", f"{body}\n\n{CHAT_COT_ASK}")] if chat else COT_OPEN + body + COT_REASON
-        )
-        chains = await self._sample(
-            base, self.s.cot_samples, seed, usage, self.s.cot_max_tokens, () if chat else COT_STOP
-        )
-        if not chains:
-            raise RecordFailed("the server returned no chain of thought", {"raw": ""})
-        total = dict.fromkeys(letters, 0.0)
-        for i, c in enumerate(chains):
-            text = c.text.strip()
-            request: list[Message] | str
-            if isinstance(base, str):
-                request = f"{base} {text}{COT_ANSWER}"
-            else:
-                request = [*base, Message("assistant", text), Message("user", CHAT_COT_FOLLOWUP)]
-            for x, p in (await self._read(request, seed + 101 * (i + 1), usage, letters, low)).items():
-                total[x] += p / len(chains)
-        return total
-
-    async def score(self, item: GoldItem) -> dict[str, Any]:
-        assert item.prompt is not None
-        usage = Usage()
-        letters = item.letters
-        low: list[float] = []
-        probs = await self.probs(item.prompt, derive_seed(self.s.seed, item.id, "ab"), usage, letters, low)
-        extra: dict[str, Any] = {"usage": usage.to_dict()}
-        if len(letters) > 2:
-            extra.update(probs=probs, n_options=len(letters), choice=max(probs, key=lambda k: probs[k]))
-            if low:
-                extra["untrusted_answers"] = len(low)
-            return probability_row(item, probs[item.correct_position], None, extra)
-        p = probs[item.correct_position]
-        p_swapped = None
-        if self.s.both_orders and item.swapped_prompt is not None:
-            # In the swapped question the correct option sits in the other seat.
-            other = "B" if item.correct_position == "A" else "A"
-            q = await self.probs(
-                item.swapped_prompt, derive_seed(self.s.seed, item.id, "ba"), usage, TWO_OPTIONS, low
-            )
-            p_swapped = q[other]
-        if low:
-            extra["untrusted_answers"] = len(low)  # answers with option mass below MIN_OPTION_MASS
-        return probability_row(item, p, p_swapped, extra)
-
-
-async def score_pair(labeler: Any, item: GoldItem) -> dict[str, Any]:
-    """A preference pair through label-pairs' `Labeler` (its settings decide both orders)."""
-    assert item.pair is not None
-    row = await labeler.label(Job(item.id, item.where, item.pair))
-    questions = row["caitool"]["questions"]
-    by_order: dict[str, list[float]] = {"ab": [], "ba": []}
-    for q in questions:
-        by_order[q["order"]].append(q["p_a"])  # P(response_a is better), whatever the seat order
-
-    def correct(p_a: float) -> float:
-        return p_a if item.correct_position == "A" else 1.0 - p_a
-
-    p = correct(sum(by_order["ab"]) / len(by_order["ab"]))
-    p_swapped = correct(sum(by_order["ba"]) / len(by_order["ba"])) if by_order["ba"] else None
-    extra = {
-        "principle_ids": row["caitool"]["principle_ids"],
-        "label_source": row["caitool"]["label_source"],
-        "usage": row["caitool"]["usage"],
-    }
-    return probability_row(item, p, p_swapped, extra)
