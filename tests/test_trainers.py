@@ -284,17 +284,10 @@ def test_trainers_list_shows_builtins() -> None:
 
 def test_plugin_backend_installs_lists_and_runs(tmp_path: Path) -> None:
     """A third-party backend is a pip-installable package with a `caitool.trainers` entry point."""
-    src = tmp_path / "src"
-    shutil.copytree(REPO / "tests" / "fake_trainer_plugin", src)
-    target = tmp_path / "site"
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
-    if importlib.util.find_spec("setuptools") is not None:
-        cmd.append("--no-build-isolation")  # offline: build with the setuptools already installed
-    cmd.append(str(src))
-    pip = subprocess.run(cmd, capture_output=True, text=True)
-    if pip.returncode != 0:
-        pytest.skip(f"pip could not build the plugin here: {pip.stderr[-300:]}")
-    env = {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    from tests.plugin_install import install_plugin
+
+    target = install_plugin("fake_trainer_plugin", tmp_path)
+    env = {"PYTHONPATH": os.pathsep.join([target, os.environ.get("PYTHONPATH", "")])}
     listed = subprocess_cli("trainers", "list", "--json", env=env)
     rows = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}
     assert rows["fake"]["source"] == "caitool-fake-trainer"

@@ -446,10 +446,9 @@ def _reward_source(reward: str | None) -> tuple[str | None, str | None]:
         return None, None
     if Path(reward).is_dir():
         return reward, None
-    from caitool.providers import OPENAI_COMPATIBLE
+    from caitool.cli._common import names_a_provider
 
-    provider = reward.partition("/")[0]
-    if "/" in reward and (provider in OPENAI_COMPATIBLE or provider in ("anthropic", "local")):
+    if names_a_provider(reward):  # a built-in provider or an installed plugin's
         return None, reward
     raise UsageError(
         f"--reward {reward}: neither a preference-model directory (train-pm output) nor a provider/model spec"

@@ -20,14 +20,13 @@ Loading an entry point must stay cheap: import the SDK in `create`, not at modul
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 from caitool.errors import UsageError
+from caitool.plugins import entry_point_targets, load_target
 from caitool.providers._http import redact, url_secrets
 from caitool.providers.base import ModelClient, Provider
 from caitool.providers.builtin import BUILTINS, OpenAICompatible
@@ -95,24 +94,16 @@ class ProviderInfo:
 
 def _plugin_targets() -> dict[str, tuple[str, str]]:
     """name -> (module:attr, distribution) of the `caitool.providers` entry points. A built-in name wins."""
-    builtin = {p.name for p in BUILTINS}
-    found: dict[str, tuple[str, str]] = {}
-    for ep in entry_points(group=GROUP):
-        if ep.name not in builtin and ep.name not in found:
-            found[ep.name] = (ep.value, ep.dist.name if ep.dist is not None else "?")
-    return found
+    return entry_point_targets(GROUP, {p.name for p in BUILTINS})
 
 
 def _load_plugin(name: str, target: str) -> Provider:
-    module_name, _, attr = target.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split(".") if attr else ():
-            obj = getattr(obj, part)
-        if isinstance(obj, type) and hasattr(obj, "create"):
+    obj = load_target(target, f"provider {name!r}")
+    if isinstance(obj, type) and hasattr(obj, "create"):
+        try:
             obj = obj()
-    except Exception as exc:  # a broken plugin must not take the CLI down with a traceback
-        raise UsageError(f"provider {name!r} ({target}) failed to load: {exc}") from exc
+        except Exception as exc:  # a broken plugin must not take the CLI down with a traceback
+            raise UsageError(f"provider {name!r} ({target}) failed to start: {exc}") from exc
     if isinstance(obj, Provider):
         return obj
     if callable(obj):

@@ -12,12 +12,11 @@ where the target is a class (instantiated with no arguments) or an object satisf
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from caitool.errors import UsageError
+from caitool.plugins import entry_point_targets, load_target
 from caitool.trainers.base import Backend
 
 GROUP = "caitool.trainers"
@@ -46,23 +45,12 @@ class BackendInfo:
 def _targets() -> dict[str, tuple[str, str]]:
     """name -> (target, source). Built-ins win over a plugin that reuses their name."""
     found: dict[str, tuple[str, str]] = {name: (target, "caitool") for name, target in BUILTINS.items()}
-    ep: EntryPoint
-    for ep in entry_points(group=GROUP):
-        dist = ep.dist.name if ep.dist is not None else "?"
-        if ep.name in found:
-            continue
-        found[ep.name] = (ep.value, dist)
+    found.update(entry_point_targets(GROUP, BUILTINS))
     return found
 
 
 def _load(target: str, name: str) -> Backend:
-    module_name, _, attr = target.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split(".") if attr else ():
-            obj = getattr(obj, part)
-    except Exception as exc:  # a broken plugin must not take the CLI down with a traceback
-        raise UsageError(f"trainer backend {name!r} ({target}) failed to load: {exc}") from exc
+    obj = load_target(target, f"trainer backend {name!r}")
     backend = obj() if isinstance(obj, type) else obj
     if not isinstance(backend, Backend):
         raise UsageError(
