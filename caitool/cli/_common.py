@@ -4,7 +4,7 @@ reaches the pipeline and the providers), bad-input policy, prices."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from caitool.tasks.base import RecordTask
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,51 @@ def run_task(
         return process
 
     raise typer.Exit(execute(spec, jobs, make_process, clients, price=price, counts=counts))
+
+
+def run_then_read(
+    task: Any,
+    jobs: Iterable[Job[Any]],
+    client: ResilientClient,
+    flags: ClientFlags,
+    run: RunFlags,
+    *,
+    suffix: str,
+    total: int,
+    then: Callable[[str], R],
+    extra_manifest: dict[str, Any] | None = None,
+) -> tuple[int, R]:
+    """Run `task.process` over `jobs` durably into OUTPUT+`suffix` (resumable; a temporary file when the
+    result goes to stdout), then `then(path)` over every row written: `run_task` for the commands whose result
+    is computed from all of a run's rows (red-team's deduplication, eval-labeler's metrics), whose jobs are
+    not one per input line. (exit code, result); an interrupted run exits at once."""
+    import tempfile
+
+    from caitool.errors import EXIT_INTERRUPTED
+    from caitool.pipeline import RunSpec, execute
+
+    def execute_into(path: str) -> tuple[int, R]:
+        spec = RunSpec(
+            command=task.command,
+            input=run.input,
+            output=path,
+            errors=run.errors,
+            settings={"model": flags.model, "base_url": flags.base_url, **task.settings()},
+            concurrency=flags.concurrency if flags.concurrency is not None else client.default_concurrency,
+            quiet=run.quiet,
+            overwrite=run.overwrite,
+            total=total,
+            extra_manifest=extra_manifest or {},
+        )
+        code = execute(spec, iter(jobs), lambda store: task.process, [client], price=flags.price_for())
+        if code == EXIT_INTERRUPTED:
+            raise typer.Exit(code)
+        return code, then(path)
+
+    if run.output not in (None, "-"):
+        return execute_into(run.output + suffix)
+    with tempfile.TemporaryDirectory(prefix=f"caitool-{task.command}-") as tmp:
+        return execute_into(str(Path(tmp) / f"rows{suffix or '.jsonl'}"))
 
 
 def build_client(

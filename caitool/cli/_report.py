@@ -3,18 +3,8 @@ warnings on stderr (their JSON result goes to stdout)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import typer
-
-from caitool.runner import Job
-
-if TYPE_CHECKING:
-    from caitool.pricing import Price
-    from caitool.retry import ResilientClient
-
-R = TypeVar("R")
+from collections.abc import Iterable
+from typing import Any
 
 
 def table(title: str, columns: list[tuple[str, str]], rows: list[list[str]], quiet: bool = False) -> None:
@@ -60,55 +50,3 @@ def print_rows(rows: Iterable[dict[str, Any]]) -> None:
             print(dumps(row), flush=True)
     except BrokenPipeError:
         raise ConsumerGone("output closed by the reader") from None
-
-
-def run_then_read(
-    task: Any,
-    jobs: Iterable[Job[Any]],
-    client: ResilientClient,
-    *,
-    input: str,
-    output: str | None,
-    suffix: str,
-    settings: dict[str, Any],
-    errors: str | None,
-    concurrency: int,
-    quiet: bool,
-    overwrite: bool,
-    total: int,
-    price: Price | None,
-    then: Callable[[str], R],
-    extra_manifest: dict[str, Any] | None = None,
-) -> tuple[int, R]:
-    """Run `task.process` over `jobs` durably into OUTPUT+`suffix` (resumable; a temporary file when the
-    result goes to stdout), then `then(path)` over every row written: for the commands whose result is
-    computed from all of a run's rows (red-team's deduplication, eval-labeler's metrics). (exit code, result);
-    an interrupted run exits at once."""
-    import tempfile
-    from pathlib import Path
-
-    from caitool.errors import EXIT_INTERRUPTED
-    from caitool.pipeline import RunSpec, execute
-
-    def run(path: str) -> tuple[int, R]:
-        spec = RunSpec(
-            command=task.command,
-            input=input,
-            output=path,
-            errors=errors,
-            settings=settings,
-            concurrency=concurrency,
-            quiet=quiet,
-            overwrite=overwrite,
-            total=total,
-            extra_manifest=extra_manifest or {},
-        )
-        code = execute(spec, iter(jobs), lambda store: task.process, [client], price=price)
-        if code == EXIT_INTERRUPTED:
-            raise typer.Exit(code)
-        return code, then(path)
-
-    if output not in (None, "-"):
-        return run(output + suffix)
-    with tempfile.TemporaryDirectory(prefix=f"caitool-{task.command}-") as tmp:
-        return run(str(Path(tmp) / f"rows{suffix or '.jsonl'}"))

@@ -26,7 +26,7 @@ from caitool.cli._options import (
     TimeoutOpt,
     TpmOpt,
 )
-from caitool.cli._report import read_rows, run_then_read, table, warn
+from caitool.cli._report import read_rows, table, warn
 
 if TYPE_CHECKING:
     from caitool.evaluation.gold import GoldItem
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 @app.command("eval-labeler")
 def eval_labeler(
+    ctx: typer.Context,
     gold: Annotated[
         str, typer.Argument(help="Gold set (JSONL): the paper's eval format or preference pairs.")
     ],
@@ -116,11 +117,7 @@ def eval_labeler(
     if probs is None and (model is not None or any(it.p_correct is None for it in items)):
         spec = model or default_model()
         options = GoldOptions(prompt_format, one_order, votes, constitution, cot, cot_samples, seed)
-        code, rows = _score_gold(
-            items, spec, options, gold=gold, output=output, base_url=base_url, api_key=api_key,
-            concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, retries=retries, errors=errors,
-            price=price, overwrite=overwrite, quiet=quiet,
-        )  # fmt: skip
+        code, rows = _score_gold(items, options, ctx.params, gold)
         if any(it.n_options > 2 for it in items):
             _many_option_report(items, rows, gold=gold, spec=spec, bins=bins, quiet=quiet, code=code)
     source = "probs" if probs is not None else "model" if spec else "gold"
@@ -205,40 +202,19 @@ def _report(
 
 
 def _score_gold(
-    items: list[GoldItem],
-    spec: str,
-    options: GoldOptions,
-    *,
-    gold: str,
-    output: str | None,
-    base_url: str | None,
-    api_key: str | None,
-    concurrency: int | None,
-    rpm: float | None,
-    tpm: float | None,
-    timeout: float,
-    retries: int,
-    errors: str | None,
-    price: str | None,
-    overwrite: bool,
-    quiet: bool,
+    items: list[GoldItem], options: GoldOptions, params: dict[str, Any], gold: str
 ) -> tuple[int, dict[str, Any]]:
     """Score every gold item with the model through the durable runner; (exit code, rows by id)."""
-    from caitool.cli._common import build_client, check_choice, default_concurrency, parse_price
-    from caitool.pricing import price_for
+    from caitool.cli._common import ClientFlags, RunFlags, check_choice, run_then_read
     from caitool.store import read_jsonl
     from caitool.tasks.score_gold import GoldScoring
 
     check_choice("--prompt-format", options.prompt_format, ("auto", "completion", "chat"))
-    client = build_client(
-        spec, base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, rpm=rpm, tpm=tpm
-    )
+    flags, run = ClientFlags.from_params(params), RunFlags.from_params({**params, "input": gold})
+    client = flags.build()
     task = GoldScoring(client, items, options)
     return run_then_read(
-        task, task.jobs(), client, input=gold, output=output, suffix="",
-        settings={"model": spec, "base_url": base_url, **task.settings()},
-        errors=errors, concurrency=default_concurrency(spec, concurrency), quiet=quiet, overwrite=overwrite,
-        total=len(items), price=price_for(spec, parse_price(price)),
+        task, task.jobs(), client, flags, run, suffix="", total=len(items),
         then=lambda path: {str(r["id"]): r for r in read_jsonl(path)},
     )  # fmt: skip
 

@@ -25,7 +25,7 @@ from caitool.cli._options import (
     TimeoutOpt,
     TpmOpt,
 )
-from caitool.cli._report import print_rows, read_rows, run_then_read, table, warn
+from caitool.cli._report import print_rows, read_rows, table, warn
 
 if TYPE_CHECKING:
     from caitool.evaluation.red_team import DedupSettings
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 @app.command("red-team")
 def red_team(
+    ctx: typer.Context,
     seeds: Annotated[
         str, typer.Argument(help="Seed prompts (JSONL: prompt, messages or a transcript), or -.")
     ],
@@ -103,16 +104,14 @@ def red_team(
     more), the kept prompts to OUT, the dropped ones with their reason to OUT.dropped.jsonl and the report
     to OUT.report.json. Rerunning with other --threshold/--dedup settings re-filters without model calls.
     """
-    from caitool.cli._common import build_client, check_choice, default_concurrency, parse_price
+    from caitool.cli._common import ClientFlags, RunFlags, check_choice, run_then_read
     from caitool.console import info
     from caitool.errors import UsageError
     from caitool.evaluation.red_team import parse_seed
-    from caitool.pricing import price_for
-    from caitool.providers import default_model
     from caitool.providers.base import GenerateParams
     from caitool.tasks import red_team as rt
 
-    spec = model or default_model()
+    flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params({**ctx.params, "input": seeds})
     check_choice("--prompt-format", prompt_format, ("chat", "completion"))
     dedup_settings = _dedup_settings(dedup, threshold, ngram, embedding_threshold, min_chars, seed)
     templates = rt.load_red_team_templates(template or "red_team")
@@ -123,13 +122,7 @@ def red_team(
         warn(f"only {len(seed_list)} seed prompts: each request shows all of them", quiet)
     params = GenerateParams(temperature=temperature, max_tokens=max_tokens, top_p=top_p)
     fmt: rt.PromptFormat = "chat" if prompt_format == "chat" else "completion"
-    client = (
-        None
-        if dry_run
-        else build_client(
-            spec, base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, rpm=rpm, tpm=tpm
-        )
-    )
+    client = None if dry_run else flags.build()
     gen = rt.RedTeamGenerator(
         client, seed_list, templates, shots=shots, seed=seed, params=params, prompt_format=fmt
     )
@@ -137,26 +130,13 @@ def red_team(
         print(gen.preview())
         return
     if fmt == "completion" and not client.supports_completions:
-        raise UsageError(f"{spec} has no raw-completion endpoint", hint="use --prompt-format chat")
+        raise UsageError(f"{flags.model} has no raw-completion endpoint", hint="use --prompt-format chat")
     code, result = run_then_read(
-        gen,
-        gen.jobs(n),
-        client,
-        input=seeds,
-        output=output,
-        suffix=".raw.jsonl",
-        settings={"model": spec, "base_url": base_url, **gen.settings()},
-        errors=errors,
-        concurrency=default_concurrency(spec, concurrency),
-        quiet=quiet,
-        overwrite=overwrite,
-        total=n,
-        price=price_for(spec, parse_price(price)),
+        gen, gen.jobs(n), client, flags, run, suffix=".raw.jsonl", total=n,
         extra_manifest={"templates_source": templates.source, "n": n},
-        then=lambda path: rt.finish(
-            path, n, seed_list, dedup_settings, keep_refusals=keep_refusals, model=spec
-        ),
-    )
+        then=lambda raw: rt.finish(raw, n, seed_list, dedup_settings, keep_refusals=keep_refusals,
+                                   model=flags.model),
+    )  # fmt: skip
     if output in (None, "-"):
         print_rows(result.kept)
     else:
