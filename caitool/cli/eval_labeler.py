@@ -29,6 +29,7 @@ from caitool.cli._options import (
 from caitool.cli._report import read_rows, table, warn
 
 if TYPE_CHECKING:
+    from caitool.cli._common import ClientFlags
     from caitool.evaluation.gold import GoldItem
     from caitool.evaluation.labeler_metrics import ItemProbability
     from caitool.tasks.score_gold import GoldOptions
@@ -105,9 +106,8 @@ def eval_labeler(
     label-pairs' answer reader, both orders), from --probs, or from `p_correct` fields in GOLD. Table on
     stderr, JSON on stdout.
     """
-    from caitool.cli._common import print_json
+    from caitool.cli._common import ClientFlags, print_json
     from caitool.errors import UsageError
-    from caitool.providers import default_model
     from caitool.tasks.score_gold import GoldOptions
 
     items = _gold_items(gold, on_bad_input, rejects, limit)
@@ -115,9 +115,10 @@ def eval_labeler(
         raise UsageError("--probs and --model both give the probabilities; choose one")
     code, spec, rows = 0, None, dict[str, Any]()
     if probs is None and (model is not None or any(it.p_correct is None for it in items)):
-        spec = model or default_model()
+        flags = ClientFlags.from_params(ctx.params)  # --model defaults to $CAITOOL_MODEL or local/smollm2
+        spec = flags.model
         options = GoldOptions(prompt_format, one_order, votes, constitution, cot, cot_samples, seed)
-        code, rows = _score_gold(items, options, ctx.params, gold)
+        code, rows = _score_gold(items, options, flags, ctx.params, gold)
         if any(it.n_options > 2 for it in items):
             _many_option_report(items, rows, gold=gold, spec=spec, bins=bins, quiet=quiet, code=code)
     source = "probs" if probs is not None else "model" if spec else "gold"
@@ -202,15 +203,15 @@ def _report(
 
 
 def _score_gold(
-    items: list[GoldItem], options: GoldOptions, params: dict[str, Any], gold: str
+    items: list[GoldItem], options: GoldOptions, flags: ClientFlags, params: dict[str, Any], gold: str
 ) -> tuple[int, dict[str, Any]]:
     """Score every gold item with the model through the durable runner; (exit code, rows by id)."""
-    from caitool.cli._common import ClientFlags, RunFlags, check_choice, run_then_read
+    from caitool.cli._common import RunFlags, check_choice, run_then_read
     from caitool.store import read_jsonl
     from caitool.tasks.score_gold import GoldScoring
 
     check_choice("--prompt-format", options.prompt_format, ("auto", "completion", "chat"))
-    flags, run = ClientFlags.from_params(params), RunFlags.from_params({**params, "input": gold})
+    run = RunFlags.from_params({**params, "input": gold})
     client = flags.build()
     task = GoldScoring(client, items, options)
     return run_then_read(
