@@ -218,13 +218,6 @@ def build_client(
     return ResilientClient(client, RetryPolicy(retries=retries), RateLimiter(rpm=rpm, tpm=tpm))
 
 
-def default_concurrency(spec: str, given: int | None) -> int:
-    if given is not None:
-        return given
-    # The embedded model runs one request at a time on all cores; more in flight only queues.
-    return 1 if spec.startswith("local/") else 16
-
-
 def parse_price(value: str | None) -> tuple[float, float] | None:
     if value is None:
         return None
