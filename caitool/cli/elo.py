@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from caitool.cli import app
 from caitool.cli._options import InputArg, OnBadInputOpt, QuietOpt, RejectsOpt, SeedOpt
 from caitool.cli._report import read_rows, table, warn
+
+if TYPE_CHECKING:
+    from caitool.evaluation.elo import CriterionResult
 
 
 @app.command("elo")
@@ -61,34 +64,39 @@ def elo(
         raise UsageError("no judgments left to score", hint="check --criterion / --source")
     results = fit_all(rows, settings)
     for name, r in results.items():
-        if len(r.components) > 1:
-            warn(
-                f"{name}: the models fall into {len(r.components)} groups never compared with each other; "
-                "Elo across groups rests on the prior only",
-                quiet,
-            )
-        if not r.converged:
-            warn(f"{name}: the fit did not converge in {r.iterations} steps", quiet)
-        pct = f"{round(100 * ci)}%"
-        table(
-            f"{name}: {r.comparisons} comparisons, Elo (anchor: {r.anchor}), {pct} bootstrap interval",
-            [
-                ("model", "left"),
-                ("Elo", "right"),
-                (f"{pct} interval", "right"),
-                ("n", "right"),
-                ("win rate", "right"),
-            ],
-            [
-                [
-                    m.model,
-                    f"{m.elo:+.0f}",
-                    f"[{m.ci_low:+.0f}, {m.ci_high:+.0f}]",
-                    str(m.comparisons),
-                    f"{m.wins / m.comparisons:.2f}" if m.comparisons else "-",
-                ]
-                for m in r.models
-            ],
+        _show(name, r, ci, quiet)
+    print_json(report(results, settings))
+
+
+def _show(name: str, r: CriterionResult, ci: float, quiet: bool) -> None:
+    """One criterion's warnings and table on stderr."""
+    if len(r.components) > 1:
+        warn(
+            f"{name}: the models fall into {len(r.components)} groups never compared with each other; "
+            "Elo across groups rests on the prior only",
             quiet,
         )
-    print_json(report(results, settings))
+    if not r.converged:
+        warn(f"{name}: the fit did not converge in {r.iterations} steps", quiet)
+    pct = f"{round(100 * ci)}%"
+    table(
+        f"{name}: {r.comparisons} comparisons, Elo (anchor: {r.anchor}), {pct} bootstrap interval",
+        [
+            ("model", "left"),
+            ("Elo", "right"),
+            (f"{pct} interval", "right"),
+            ("n", "right"),
+            ("win rate", "right"),
+        ],
+        [
+            [
+                m.model,
+                f"{m.elo:+.0f}",
+                f"[{m.ci_low:+.0f}, {m.ci_high:+.0f}]",
+                str(m.comparisons),
+                f"{m.wins / m.comparisons:.2f}" if m.comparisons else "-",
+            ]
+            for m in r.models
+        ],
+        quiet,
+    )
