@@ -10,15 +10,18 @@ from caitool.cli import app
 from caitool.cli._options import (
     ApiKeyOpt,
     ConcurrencyOpt,
+    DryRunOpt,
     ErrorsOpt,
     FieldOpt,
     InputArg,
     LimitOpt,
     ModelOpt,
+    OnBadInputOpt,
     OutputOpt,
     OverwriteOpt,
     PriceOpt,
     QuietOpt,
+    RejectsOpt,
     RetriesOpt,
     RpmOpt,
     SeedOpt,
@@ -57,6 +60,15 @@ def model_endpoints(entries: list[str], specs: dict[str, str], *, judge_url: str
     return out
 
 
+def model_specs(models: str | None) -> dict[str, str]:
+    """--models "NAME=SPEC,SPEC" -> {name: spec}; a bare SPEC is its own name."""
+    out: dict[str, str] = {}
+    for entry in [m for m in (models or "").split(",") if m.strip()]:
+        name, _, spec = entry.strip().rpartition("=")
+        out[name or spec] = spec
+    return out
+
+
 def redact_url(url: str | None) -> str | None:
     """A URL as recorded in the manifest: user-info replaced by ***."""
     from caitool.pipeline import redact_argv
@@ -64,41 +76,9 @@ def redact_url(url: str | None) -> str | None:
     return None if url is None else redact_argv([url])[0]
 
 
-def read_responses(path: str, *, field: str | None, paper_sample: int) -> dict[str, str]:
-    """A --responses file -> {record id: response}. Rows are {id|prompt, response}, or the paper
-    repository's samples/*.jsonl rows (prompt from rl_prompt, the chosen sampled answer, stop marker cut)."""
-    from caitool.errors import InputError
-    from caitool.evaluation import paper_samples
-    from caitool.inputs import DEFAULT_FIELDS, prompt_items, read_lines
-
-    table: dict[str, str] = {}
-    for line in read_lines(path):
-        if isinstance(line, InputError):
-            raise line
-        data = line.data
-        if paper_samples.is_sl_trace(data):
-            raise InputError(
-                line.where,
-                "an SL-CAI trace of the paper (cst), not a model's samples: compare its *_RLMADISON, "
-                "*_HRLHF or *_HHRLHF files (`caitool import-paper-samples` reads SL-CAI traces)",
-            )
-        if field is None and paper_samples.is_policy_samples(data):
-            rid, _ = paper_samples.prompt(line)
-            table[rid] = paper_samples.sampled_response(line, paper_sample)
-            continue
-        if field is None and "id" in data and not any(name in data for name in DEFAULT_FIELDS):
-            rid = str(data["id"])  # an id is enough to match the prompt
-        else:
-            ((rid, _),) = prompt_items(line, field=field)
-        text = data.get("response")
-        if not isinstance(text, str):
-            raise InputError(line.where, "missing string field 'response'")
-        table[rid] = text
-    return table
-
-
 @app.command("compare")
 def compare(
+    ctx: typer.Context,
     input: InputArg = "-",
     output: OutputOpt = None,
     models: Annotated[
@@ -154,57 +134,30 @@ def compare(
     price: PriceOpt = None,
     limit: LimitOpt = None,
     errors: ErrorsOpt = None,
+    on_bad_input: OnBadInputOpt = "fail",
+    rejects: RejectsOpt = None,
     overwrite: OverwriteOpt = False,
+    dry_run: DryRunOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Compare models' answers to the same prompts, judged by --model per criterion (both orders), and
     write judgment rows that `caitool elo` turns into Elo scores."""
-    from caitool.cli._common import (
-        BadInputPolicy,
-        build_client,
-        default_concurrency,
-        lines_to_jobs,
-        parse_price,
-    )
-    from caitool.constitution import load_constitution
+    from caitool.cli._common import ClientFlags, RunFlags, run_task
     from caitool.errors import UsageError
     from caitool.evaluation import paper_samples
-    from caitool.inputs import Line, count_lines, prompt_items
-    from caitool.pipeline import RunSpec, execute
-    from caitool.pricing import price_for
-    from caitool.providers import default_model
+    from caitool.inputs import Line, prompt_items
     from caitool.providers.base import GenerateParams
-    from caitool.runner import Job, RunCounts
-    from caitool.tasks.compare import CompareItem, Comparer
-    from caitool.tasks.label_pairs import (
-        Labeler,
-        LabelSettings,
-        auto_mode,
-        default_votes,
-        load_label_templates,
-    )
+    from caitool.runner import Job
+    from caitool.tasks.compare import CompareItem, CompareTask, criteria_labelers, read_responses
 
-    judge_spec = model or default_model()
-    judge = build_client(
-        judge_spec, base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, rpm=rpm, tpm=tpm
-    )
-    specs: dict[str, str] = {}
-    for entry in [m for m in (models or "").split(",") if m.strip()]:
-        name, _, spec = entry.strip().rpartition("=")
-        specs[name or spec] = spec
-    endpoints = model_endpoints(model_base_url or [], specs, judge_url=base_url)
-    sampled: dict[str, Any] = {
-        name: build_client(
-            spec,
-            base_url=endpoints.get(name),
-            api_key=None,
-            timeout=timeout,
-            retries=retries,
-            rpm=rpm,  # each server has its own budget
-            tpm=tpm,
-        )
-        for name, spec in specs.items()
+    flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params(ctx.params)
+    judge = flags.build()
+    specs = {
+        (e := m.strip().rpartition("="))[0] or e[2]: e[2] for m in (models or "").split(",") if m.strip()
     }
+    endpoints = model_endpoints(model_base_url or [], specs, judge_url=base_url)
+    # Each compared model's server has its own budget (--rpm/--tpm apply to each).
+    sampled = {name: flags.build(spec, base_url=endpoints.get(name)) for name, spec in specs.items()}
     given: dict[str, dict[str, str]] = {}
     for entry in responses or []:
         name, sep, path = entry.partition("=")
@@ -213,79 +166,20 @@ def compare(
         given[name] = read_responses(path, field=field, paper_sample=paper_sample)
     if len(sampled) + len(given) < 2:
         raise UsageError("compare needs at least two models (--models and/or --responses)")
-    mode = auto_mode(judge)
-    n_votes = default_votes(judge)
-    templates = load_label_templates()
-    labelers: dict[str, Labeler] = {}
-    crit_settings: dict[str, str] = {}
-    for entry in criteria.split(","):
-        crit, sep, cons_name = entry.partition("=")
-        if not sep:
-            raise UsageError(f"--criteria {entry!r}: expected CRITERION=CONSTITUTION")
-        cons = load_constitution(cons_name)
-        labelers[crit] = Labeler(
-            judge,
-            cons,
-            templates,
-            LabelSettings(
-                mode=mode,
-                seed=seed,
-                ensemble=ensemble,
-                both_orders=not one_order,
-                votes=n_votes,
-            ),
-        )
-        crit_settings[crit] = cons.sha256
-    counts = RunCounts()
-    policy = BadInputPolicy("fail", None, output, counts)
+    labelers, crit_settings = criteria_labelers(judge, criteria, seed, ensemble, both_orders=not one_order)
+    settings = {"judge": flags.model, "base_url": redact_url(base_url), "paper_sample": paper_sample,
+                "models": {name: [specs[name], redact_url(endpoints.get(name))] for name in sorted(specs)},
+                "responses": sorted(given), "criteria": crit_settings, "both_orders": not one_order,
+                "ensemble": ensemble, "seed": seed, "max_tokens": max_tokens}  # fmt: skip
+    params = GenerateParams(max_tokens=max_tokens)
+    task = CompareTask(dict.fromkeys(given, None) | sampled, labelers, params, seed, settings)
 
     def to_jobs(line: Line) -> list[Job[Any]]:
-        out = []
-        if field is None and paper_samples.is_paper_row(line.data):
-            found = [paper_samples.prompt(line)]
-        else:
-            found = prompt_items(line, field=field)
-        for rid, item in found:
-            pairs = tuple((name, table[rid]) for name, table in given.items() if rid in table)
-            out.append(Job(rid, line.where, CompareItem(item, pairs)))
-        return out
-
-    jobs = lines_to_jobs(input, policy, to_jobs)
-    comparer = Comparer(
-        dict.fromkeys(given, None) | sampled, labelers, GenerateParams(max_tokens=max_tokens), seed
-    )
-    run = RunSpec(
-        command="compare",
-        input=input,
-        output=output,
-        errors=errors,
-        settings={
-            "judge": judge_spec,
-            "base_url": redact_url(base_url),
-            "models": {name: [specs[name], redact_url(endpoints.get(name))] for name in sorted(specs)},
-            "paper_sample": paper_sample,
-            "responses": sorted(given),
-            "criteria": crit_settings,
-            "both_orders": not one_order,
-            "ensemble": ensemble,
-            "seed": seed,
-            "max_tokens": max_tokens,
-        },
-        concurrency=default_concurrency(judge_spec, concurrency),
-        limit=limit,
-        quiet=quiet,
-        overwrite=overwrite,
-        total=count_lines(input),
-        id_key="source_id",
-    )
-
-    def make_process(store: Any) -> Any:
-        async def process(job: Job[Any]) -> list[dict[str, Any]]:
-            return await comparer.run(job, store)
-
-        return process
+        paper = field is None and paper_samples.is_paper_row(line.data)
+        found = [paper_samples.prompt(line)] if paper else prompt_items(line, field=field)
+        pick = {rid: tuple((name, t[rid]) for name, t in given.items() if rid in t) for rid, _ in found}
+        return [Job(rid, line.where, CompareItem(item, pick[rid])) for rid, item in found]
 
     # One price covers every client of a run, so it is the judge's only when the judge makes every request.
-    judge_price = None if specs else price_for(judge_spec, parse_price(price))
-    clients = [judge, *sampled.values()]
-    raise typer.Exit(execute(run, jobs, make_process, clients, price=judge_price, counts=counts))
+    price_ = None if specs else flags.price_for()
+    run_task(task, run, to_jobs, [judge, *sampled.values()], concurrency=concurrency, price=price_)

@@ -1,4 +1,4 @@
-"""`caitool sample-pairs`, `caitool label-pairs` and `caitool mix`: the data of the paper's RL stage."""
+"""`caitool label-pairs`: AI feedback labels for response pairs, the data of the paper's RL stage."""
 
 from __future__ import annotations
 
@@ -32,118 +32,6 @@ from caitool.cli._options import (
 )
 
 
-@app.command("sample-pairs")
-def sample_pairs(
-    input: InputArg = "-",
-    output: OutputOpt = None,
-    model: ModelOpt = None,
-    k: Annotated[int, typer.Option("-k", "--samples", min=2, help="Responses sampled per prompt.")] = 2,
-    pairs: Annotated[str, typer.Option("--pairs", help="all (every pair of the k) or first.")] = "all",
-    field: FieldOpt = None,
-    temperature: Annotated[float, typer.Option("--temperature", min=0)] = 1.0,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 512,
-    seed: SeedOpt = 0,
-    base_url: BaseUrlOpt = None,
-    api_key: ApiKeyOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    rpm: RpmOpt = None,
-    tpm: TpmOpt = None,
-    timeout: TimeoutOpt = 120.0,
-    retries: RetriesOpt = 6,
-    limit: LimitOpt = None,
-    errors: ErrorsOpt = None,
-    on_bad_input: OnBadInputOpt = "fail",
-    rejects: RejectsOpt = None,
-    price: PriceOpt = None,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Sample K responses per prompt from a policy (one request with n where the server supports it) and
-    write response pairs, ready for label-pairs."""
-    from caitool.cli._common import (
-        BadInputPolicy,
-        build_client,
-        check_choice,
-        default_concurrency,
-        lines_to_jobs,
-        parse_price,
-    )
-    from caitool.inputs import Line, count_lines, prompt_items
-    from caitool.pipeline import RunSpec, execute
-    from caitool.pricing import price_for
-    from caitool.providers import default_model
-    from caitool.providers.base import GenerateParams, Usage
-    from caitool.runner import Job, RunCounts
-    from caitool.tasks.sample_pairs import make_pairs, sample_responses
-
-    spec = model or default_model()
-    check_choice("--pairs", pairs, ("all", "first"))
-    params = GenerateParams(temperature=temperature, max_tokens=max_tokens)
-    counts = RunCounts()
-    policy = BadInputPolicy(on_bad_input, rejects, output, counts)
-
-    def to_jobs(line: Line) -> list[Job[Any]]:
-        return [Job(rid, line.where, item) for rid, item in prompt_items(line, field=field)]
-
-    jobs = lines_to_jobs(input, policy, to_jobs)
-    client = build_client(
-        spec, base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, rpm=rpm, tpm=tpm
-    )
-    run = RunSpec(
-        command="sample-pairs",
-        input=input,
-        output=output,
-        errors=errors,
-        settings={
-            "model": spec,
-            "base_url": base_url,
-            "k": k,
-            "pairs": pairs,
-            "seed": seed,
-            "field": field,
-            "params": params.fingerprint(),
-        },
-        concurrency=default_concurrency(spec, concurrency),
-        limit=limit,
-        quiet=quiet,
-        overwrite=overwrite,
-        total=count_lines(input),
-        id_key="source_id",
-    )
-
-    def make_process(store: Any) -> Any:
-        async def process(job: Job[Any]) -> list[dict[str, Any]]:
-            usage = Usage()
-            texts = await sample_responses(
-                client,
-                job.item,
-                k,
-                params,
-                seed=seed,
-                record_id=job.id,
-                usage=usage,
-                steps=store.steps,
-                save_step=store.save_step,
-            )
-            return [
-                {
-                    "id": pid,
-                    "source_id": job.id,
-                    "prompt": [m.to_dict() for m in pair.messages],
-                    "response_a": pair.response_a,
-                    "response_b": pair.response_b,
-                    "caitool": {"policy": spec, "seed": seed, "source": job.where},
-                }
-                for pid, pair in make_pairs(job.id, job.item, texts, pairs)  # type: ignore[arg-type]
-            ]
-
-        return process
-
-    raise typer.Exit(
-        execute(run, jobs, make_process, [client], price=price_for(spec, parse_price(price)), counts=counts)
-    )
-
-
 def _parse_clamp(value: str | None, no_clamp: bool, cot: bool) -> tuple[float, float] | None:
     from caitool.errors import UsageError
 
@@ -162,6 +50,7 @@ def _parse_clamp(value: str | None, no_clamp: bool, cot: bool) -> tuple[float, f
 
 @app.command("label-pairs")
 def label_pairs(
+    ctx: typer.Context,
     input: InputArg = "-",
     output: OutputOpt = None,
     model: ModelOpt = None,
@@ -231,81 +120,30 @@ def label_pairs(
 ) -> None:
     """Label response pairs with AI feedback: the paper's (A)/(B) question under a sampled principle, soft
     labels from the feedback model's log-probabilities. Writes TRL preference rows with p_chosen."""
-    import random
-
-    from caitool.cli._common import (
-        BadInputPolicy,
-        build_client,
-        check_choice,
-        default_concurrency,
-        lines_to_jobs,
-        parse_price,
-    )
+    from caitool.cli._common import ClientFlags, RunFlags, check_choice, run_task
     from caitool.constitution import load_constitution
-    from caitool.errors import InputError, UsageError
-    from caitool.inputs import Line, count_lines, pair_item, prompt_items
-    from caitool.labels import LABEL_METHOD
-    from caitool.pipeline import RunSpec, execute
-    from caitool.pricing import price_for
-    from caitool.providers import default_model
-    from caitool.providers.base import GenerateParams, Usage
-    from caitool.runner import Job, RunCounts
-    from caitool.tasks.label_pairs import (
-        QUESTION_FORMATS,
-        Labeler,
-        LabelSettings,
-        auto_mode,
-        default_votes,
-        load_label_templates,
-    )
-    from caitool.tasks.sample_pairs import make_pairs, sample_responses
+    from caitool.errors import InputError
+    from caitool.inputs import Line, pair_item, prompt_items
+    from caitool.runner import Job
+    from caitool.tasks import label_pairs as lp
 
-    spec = model or default_model()
+    flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params(ctx.params)
     check_choice("--prompt-format", prompt_format, ("auto", "completion", "chat", "chat-prefill"))
     check_choice("--format", output_format, ("trl", "openrlhf"))
-    check_choice("--question-format", question_format, tuple(QUESTION_FORMATS))
+    check_choice("--question-format", question_format, tuple(lp.QUESTION_FORMATS))
     cons = load_constitution(constitution)
-    templates = load_label_templates(
-        template or QUESTION_FORMATS[question_format], fewshot_file or "label_pairs_fewshot", fewshot
+    templates = lp.load_label_templates(
+        template or lp.QUESTION_FORMATS[question_format], fewshot_file or "label_pairs_fewshot", fewshot
     )
-    client = build_client(
-        spec, base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, rpm=rpm, tpm=tpm
-    )
-    mode = prompt_format
-    if mode == "auto":
-        mode = auto_mode(client)
-    if mode == "completion" and not client.supports_completions:
-        raise UsageError(f"{spec} has no raw-completion endpoint", hint="use --prompt-format chat")
-    if mode == "chat-prefill" and client.render_chat is None:
-        raise UsageError("--prompt-format chat-prefill needs a local/ model", hint="use chat or completion")
-    n_votes = default_votes(client, votes)
-    if n_votes and mode != "chat":
-        raise UsageError("--votes needs --prompt-format chat")
-    settings = LabelSettings(
-        mode=mode,  # type: ignore[arg-type]
-        seed=seed,
-        ensemble=ensemble,
-        both_orders=both_orders,
-        cot=cot,
-        cot_samples=cot_samples,
-        cot_max_tokens=cot_max_tokens,
-        clamp=_parse_clamp(clamp, no_clamp, cot),
-        votes=n_votes,
-        reask=reask,
-    )
-    policy_client = None
-    if policy:
-        policy_client = build_client(
-            policy,
-            base_url=policy_base_url,
-            api_key=None,
-            timeout=timeout,
-            retries=retries,
-            rpm=None,
-            tpm=None,
-        )
-    counts = RunCounts()
-    bad = BadInputPolicy(on_bad_input, rejects, output, counts)
+    client = flags.build()
+    mode, n_votes = lp.resolve_label_mode(client, prompt_format, votes)
+    settings = lp.LabelSettings(mode=mode, seed=seed, ensemble=ensemble, both_orders=both_orders, cot=cot,
+                                cot_samples=cot_samples, cot_max_tokens=cot_max_tokens, votes=n_votes,
+                                clamp=_parse_clamp(clamp, no_clamp, cot), reask=reask)  # fmt: skip
+    policy_client = flags.build(policy, base_url=policy_base_url) if policy else None
+    labeled = lp.LabelPairsRun(flags.model, base_url, policy, policy_base_url, max_tokens,
+                            None if template else question_format, output_format, field)  # fmt: skip
+    task = lp.LabelPairsTask(lp.Labeler(client, cons, templates, settings), labeled, policy_client)
 
     def to_jobs(line: Line) -> list[Job[Any]]:
         try:
@@ -316,151 +154,8 @@ def label_pairs(
                 raise
         return [Job(rid, line.where, prompt) for rid, prompt in prompt_items(line, field=field)]
 
-    jobs = lines_to_jobs(input, bad, to_jobs)
-
-    if dry_run:
-        job = next(iter(jobs), None)
-        if job is None:
-            return
-        labeler = Labeler(client, cons, templates, settings)
-        if not hasattr(job.item, "response_a"):
-            raise UsageError("--dry-run shows the question of a pair; this record has only a prompt")
-        p = cons.sample_comparisons(random.Random(f"caitool-label:{seed}:{job.id}"), 1)[0]
-        request = labeler.render_question(
-            job.item, p, "ab", random.Random(f"caitool-label:{seed}:{job.id}:0:ab")
-        )
-        print(f"===== {job.id}: question (principle {p.id}) [{mode}] =====")
-        if isinstance(request, str):
-            print(request)
-        else:
-            import json
-
-            for m in request:
-                print(json.dumps(m.to_dict(), ensure_ascii=False))
-        return
-
-    run = RunSpec(
-        command="label-pairs",
-        input=input,
-        output=output,
-        errors=errors,
-        settings={
-            "model": spec,
-            "base_url": base_url,
-            "policy": policy,
-            "policy_base_url": policy_base_url,
-            "max_tokens": max_tokens if policy else None,
-            "cot_max_tokens": cot_max_tokens if cot else None,
-            "reask": reask,
-            "question_format": None if template else question_format,
-            "label_method": LABEL_METHOD,
-            "mode": mode,
-            "seed": seed,
-            "ensemble": ensemble,
-            "both_orders": both_orders,
-            "cot": cot,
-            "cot_samples": cot_samples,
-            "clamp": settings.clamp,
-            "votes": n_votes,
-            "format": output_format,
-            "field": field,
-            "constitution": cons.name,
-            "constitution_sha256": cons.sha256,
-            "templates_sha256": templates.sha256,
-        },
-        concurrency=default_concurrency(spec, concurrency),
-        limit=limit,
-        quiet=quiet,
-        overwrite=overwrite,
-        total=count_lines(input),
-        extra_manifest={"constitution_source": cons.source},
-    )
-    price_ = price_for(spec, parse_price(price))
     clients = [client] if policy_client is None else [client, policy_client]
-
-    def make_process(store: Any) -> Any:
-        labeler = Labeler(client, cons, templates, settings, steps=store.steps, save_step=store.save_step)
-
-        async def process(job: Job[Any]) -> list[dict[str, Any]]:
-            item = job.item
-            sampled: dict[str, Any] | None = None
-            if not hasattr(item, "response_a"):
-                assert policy_client is not None
-                texts = await sample_responses(
-                    policy_client,
-                    item,
-                    2,
-                    GenerateParams(max_tokens=max_tokens),
-                    seed=seed,
-                    record_id=job.id,
-                    usage=Usage(),
-                    steps=store.steps,
-                    save_step=store.save_step,
-                )
-                ((_, item),) = make_pairs(job.id, item, texts, "first")
-                sampled = {"policy": policy}
-            row = await labeler.label(Job(job.id, job.where, item))
-            meta = row["caitool"]
-            meta.update(
-                model=spec,
-                seed=seed,
-                constitution=cons.name,
-                constitution_sha256=cons.sha256,
-                source=job.where,
-                **(sampled or {}),
-            )
-            if output_format == "openrlhf":
-                return [to_openrlhf(row)]
-            return [row]
-
-        return process
-
-    raise typer.Exit(execute(run, jobs, make_process, clients, price=price_, counts=counts))
-
-
-def to_openrlhf(row: dict[str, Any]) -> dict[str, Any]:
-    """OpenRLHF's reward-model data: the whole conversation per side (its `--apply_chat_template` with
-    `--chosen_key chosen --rejected_key rejected`), and the soft label as `margin`, the only per-example
-    strength OpenRLHF's train_rm takes (an approximation of the soft label: see docs/records.md)."""
-    return {
-        "id": row["id"],
-        "chosen": row["prompt"] + row["chosen"],
-        "rejected": row["prompt"] + row["rejected"],
-        "margin": row["margin"],
-        "p_chosen": row["p_chosen"],
-        "caitool": row["caitool"],
-    }
-
-
-@app.command("mix")
-def mix(
-    ai: Annotated[str, typer.Option("--ai", help="AI-labelled pairs (label-pairs output).")],
-    human: Annotated[
-        str, typer.Option("--human", help="Human comparisons: HH-RLHF {chosen, rejected} or TRL.")
-    ],
-    output: OutputOpt = None,
-    ratio: Annotated[
-        str | None, typer.Option("--ratio", help="AI:HUMAN rows, e.g. 1:1 (default: all of both).")
-    ] = None,
-    seed: SeedOpt = 0,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """The paper's hybrid preference data: AI harmlessness labels mixed with human helpfulness comparisons
-    at a stated ratio, shuffled with a seed, each row keeping where it came from."""
-    from caitool.tasks.mix import mix_preferences, write_mix
-
-    rows, summary = mix_preferences(ai, human, ratio, seed)
-    write_mix(
-        rows,
-        summary,
-        output=output,
-        ai_path=ai,
-        human_path=human,
-        ratio=ratio,
-        seed=seed,
-        overwrite=overwrite,
+    extra = {"constitution_source": cons.source}
+    run_task(
+        task, run, to_jobs, clients, concurrency=concurrency, price=flags.price_for(), extra_manifest=extra
     )
-    from caitool.console import info
-
-    info(f"mix: {summary['ai']} AI + {summary['human']} human rows (seed {seed})", quiet=quiet)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from caitool.inputs import PairItem, PromptItem
-from caitool.providers.base import GenerateParams, Usage
+from caitool.providers.base import GenerateParams, ModelClient, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job
+from caitool.tasks.base import Request, StepCache
 from caitool.tasks.label_pairs import Labeler
 from caitool.tasks.sample_pairs import sample_responses
 
@@ -27,20 +28,54 @@ class CompareItem:
     given: tuple[tuple[str, str], ...] = ()  # (model name, response) read from --responses files
 
 
-class Comparer:
+class CompareTask:
+    """`caitool compare` as a record task (see `caitool.tasks.base.RecordTask`). `settings` is what the
+    command fingerprints (the judge, the models and their servers, the criteria's constitutions, ...)."""
+
+    command = "compare"
+    id_key = "source_id"
+
     def __init__(
         self,
-        models: dict[str, ResilientClient | None],
+        models: dict[str, ModelClient | None],
         labelers: dict[str, Labeler],
         params: GenerateParams,
         seed: int,
+        settings: dict[str, Any],
     ) -> None:
         self.models = models  # name -> client (None: responses come from files)
         self.labelers = labelers  # criterion -> labeler
         self.params = params
         self.seed = seed
+        self._settings = settings
+        self.prompt_format: str = next(iter(labelers.values())).s.mode
 
-    async def run(self, job: Job[CompareItem], store: Any) -> list[dict[str, Any]]:
+    def settings(self) -> dict[str, Any]:
+        return self._settings
+
+    def preview(self, job: Job[CompareItem]) -> list[tuple[str, Request]]:
+        """The sampled models' requests, then the first pair's question per criterion (an answer still to
+        be sampled shown as <NAME's response>)."""
+        item = job.item
+        given = dict(item.given)
+        steps: list[tuple[str, Request]] = [
+            (f"sample from {name}", list(item.prompt.messages))
+            for name, client in self.models.items()
+            if name not in given and client is not None
+        ]
+        names = sorted(given.keys() | {n for n, c in self.models.items() if c is not None})
+        if len(names) < 2:
+            return steps
+        a, b = names[:2]
+        pair = PairItem(item.prompt.messages, *(given.get(n, f"<{n}'s response>") for n in (a, b)))
+        for criterion, labeler in self.labelers.items():
+            rid = f"{job.id}:{a}:{b}:{criterion}"
+            p = labeler.principles(rid)[0]
+            request = labeler.question_request(rid, 0, pair, p, "ab")
+            steps.append((f"{criterion}: {a} vs {b} (principle {p.id})", request))
+        return steps
+
+    async def process(self, job: Job[CompareItem], cache: StepCache) -> list[dict[str, Any]]:
         item = job.item
         responses = dict(item.given)
         for name, client in self.models.items():
@@ -54,8 +89,7 @@ class Comparer:
                 seed=self.seed,
                 record_id=f"{job.id}@{name}",
                 usage=Usage(),
-                steps=store.steps,
-                save_step=store.save_step,
+                cache=cache,
             )
             responses[name] = text
         rows = []
@@ -83,3 +117,62 @@ class Comparer:
                     }
                 )
         return rows
+
+
+def read_responses(path: str, *, field: str | None, paper_sample: int) -> dict[str, str]:
+    """A --responses file -> {record id: response}. Rows are {id|prompt, response}, or the paper
+    repository's samples/*.jsonl rows (prompt from rl_prompt, the chosen sampled answer, stop marker cut)."""
+    from caitool.errors import InputError
+    from caitool.evaluation import paper_samples
+    from caitool.inputs import DEFAULT_FIELDS, prompt_items, read_lines
+
+    table: dict[str, str] = {}
+    for line in read_lines(path):
+        if isinstance(line, InputError):
+            raise line
+        data = line.data
+        if paper_samples.is_sl_trace(data):
+            raise InputError(
+                line.where,
+                "an SL-CAI trace of the paper (cst), not a model's samples: compare its *_RLMADISON, "
+                "*_HRLHF or *_HHRLHF files (`caitool import-paper-samples` reads SL-CAI traces)",
+            )
+        if field is None and paper_samples.is_policy_samples(data):
+            rid, _ = paper_samples.prompt(line)
+            table[rid] = paper_samples.sampled_response(line, paper_sample)
+            continue
+        if field is None and "id" in data and not any(name in data for name in DEFAULT_FIELDS):
+            rid = str(data["id"])  # an id is enough to match the prompt
+        else:
+            ((rid, _),) = prompt_items(line, field=field)
+        text = data.get("response")
+        if not isinstance(text, str):
+            raise InputError(line.where, "missing string field 'response'")
+        table[rid] = text
+    return table
+
+
+def criteria_labelers(
+    judge: ResilientClient, criteria: str, seed: int, ensemble: int, *, both_orders: bool
+) -> tuple[dict[str, Labeler], dict[str, str]]:
+    """--criteria CRITERION=CONSTITUTION,... -> a labeler per criterion (the judge's mode and votes as
+    label-pairs resolves them) and {criterion: constitution sha256} for the fingerprint."""
+    from caitool.constitution import load_constitution
+    from caitool.errors import UsageError
+    from caitool.tasks.label_pairs import LabelSettings, load_label_templates, resolve_label_mode
+
+    mode, n_votes = resolve_label_mode(judge, "auto", None)
+    templates = load_label_templates()
+    labelers: dict[str, Labeler] = {}
+    shas: dict[str, str] = {}
+    for entry in criteria.split(","):
+        crit, sep, cons_name = entry.partition("=")
+        if not sep:
+            raise UsageError(f"--criteria {entry!r}: expected CRITERION=CONSTITUTION")
+        cons = load_constitution(cons_name)
+        settings = LabelSettings(
+            mode=mode, seed=seed, ensemble=ensemble, both_orders=both_orders, votes=n_votes
+        )
+        labelers[crit] = Labeler(judge, cons, templates, settings)
+        shas[crit] = cons.sha256
+    return labelers, shas

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from caitool.constitution import ComparisonPrinciple, Constitution
-from caitool.errors import ConfigError
+from caitool.errors import ConfigError, UsageError
 from caitool.inputs import PairItem
 from caitool.labels import (
+    LABEL_METHOD,
     MIN_OPTION_MASS,
     TWO_OPTIONS,
     NoAnswer,
@@ -51,6 +52,8 @@ from caitool.providers.base import Choice, Completion, GenerateParams, Message, 
 from caitool.retry import ResilientClient
 from caitool.runner import Job, RecordFailed
 from caitool.seeds import derive_seed
+from caitool.tasks.base import Request, StepCache
+from caitool.tasks.sample_pairs import make_pairs, sample_responses
 
 Mode = Literal["completion", "chat", "chat-prefill"]
 Order = Literal["ab", "ba"]
@@ -148,6 +151,22 @@ def default_votes(client: ResilientClient, given: int | None = None) -> int:
     if given is not None:
         return given
     return 0 if client.supports_logprobs else DEFAULT_VOTES
+
+
+def resolve_label_mode(client: ResilientClient, prompt_format: str, votes: int | None) -> tuple[Mode, int]:
+    """The question mode and vote count for `client`: `auto` is chat-prefill where the client renders its
+    own chat template, else chat; votes default to DEFAULT_VOTES where the model gives no log-probs. A
+    mode the client cannot serve is a usage error, so label-pairs, compare, eval-labeler and rl --reward
+    refuse the same things the same way."""
+    mode = auto_mode(client) if prompt_format == "auto" else prompt_format
+    if mode == "completion" and not client.supports_completions:
+        raise UsageError(f"{client.spec} has no raw-completion endpoint", hint="use --prompt-format chat")
+    if mode == "chat-prefill" and client.render_chat is None:
+        raise UsageError("--prompt-format chat-prefill needs a local/ model", hint="use chat or completion")
+    n_votes = default_votes(client, votes)
+    if n_votes and mode != "chat":
+        raise UsageError("--votes needs --prompt-format chat")
+    return mode, n_votes  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -293,16 +312,11 @@ class Labeler:
         constitution: Constitution,
         templates: LabelTemplates,
         settings: LabelSettings,
-        *,
-        steps: dict[str, dict[str, Any]] | None = None,
-        save_step: Callable[[str, str, Any], None] | None = None,
     ) -> None:
         self.client = client
         self.constitution = constitution
         self.t = templates
         self.s = settings
-        self.steps = steps if steps is not None else {}
-        self.save_step = save_step or (lambda _i, _s, _d: None)
         if not constitution.comparisons:
             raise ConfigError(f"constitution {constitution.name!r} has no comparison principles")
 
@@ -524,15 +538,34 @@ class Labeler:
             f"no (A)/(B) answer in {k} sampled votes after {self.s.reask + 1} attempts", {"raw": raw}
         )
 
+    def principles(self, rid: str) -> list[ComparisonPrinciple]:
+        """The record's principles: `ensemble` drawn from the constitution, seeded by the run seed and id."""
+        return self.constitution.sample_comparisons(
+            random.Random(f"caitool-label:{self.s.seed}:{rid}"), self.s.ensemble
+        )
+
+    def question_request(
+        self, rid: str, qi: int, item: PairItem, principle: ComparisonPrinciple, order: Order
+    ) -> list[Message] | str:
+        """The exact question `qi` of record `rid` in `order` (its few-shot draw seeded by both)."""
+        rng = random.Random(f"caitool-label:{self.s.seed}:{rid}:{qi}:{order}")
+        return self.render_question(item, principle, order, rng)
+
     async def _question(
-        self, rid: str, qi: int, item: PairItem, principle: ComparisonPrinciple, order: Order, usage: Usage
+        self,
+        rid: str,
+        qi: int,
+        item: PairItem,
+        principle: ComparisonPrinciple,
+        order: Order,
+        usage: Usage,
+        cache: StepCache,
     ) -> Question:
         step = f"q{qi}.{order}"
-        cached = self.steps.get(rid, {}).get(step)
+        cached = cache.get(rid, step)
         if cached is not None:
             return Question.from_dict(cached)
-        rng = random.Random(f"caitool-label:{self.s.seed}:{rid}:{qi}:{order}")
-        request = self.render_question(item, principle, order, rng)
+        request = self.question_request(rid, qi, item, principle, order)
         seed = derive_seed(self.s.seed, rid, step)
         if self.s.cot:
             q = await self._cot_question(request, principle, order, seed, usage)
@@ -561,7 +594,7 @@ class Labeler:
             q.samples = [1.0 - s for s in q.samples]
             if q.p_range is not None:
                 q.p_range = [1.0 - q.p_range[1], 1.0 - q.p_range[0]]
-        self.save_step(rid, step, q.to_dict())
+        cache.save(rid, step, q.to_dict())
         return q
 
     async def _cot_question(
@@ -639,16 +672,17 @@ class Labeler:
             votes_received=len(texts) if len(texts) != k else None,
         )
 
-    async def label(self, job: Job[PairItem]) -> dict[str, Any]:
+    async def label(self, job: Job[PairItem], cache: StepCache | None = None) -> dict[str, Any]:
+        """One pair's label row (TRL's layout); finished questions are kept in and reused from `cache`."""
         item, rid = job.item, job.id
+        cache = cache or StepCache()
         usage = Usage()
-        rng = random.Random(f"caitool-label:{self.s.seed}:{rid}")
-        principles = self.constitution.sample_comparisons(rng, self.s.ensemble)
+        principles = self.principles(rid)
         orders: list[Order] = ["ab", "ba"] if self.s.both_orders else ["ab"]
         questions: list[Question] = []
         for qi, p in enumerate(principles):
             for order in orders:
-                questions.append(await self._question(rid, qi, item, p, order, usage))
+                questions.append(await self._question(rid, qi, item, p, order, usage, cache))
         p_raw = sum(q.p_a for q in questions) / len(questions)
         p_a = clamp(p_raw, self.s.clamp)
         disagreement = None
@@ -679,3 +713,103 @@ class Labeler:
                 "usage": usage.to_dict(),
             },
         }
+
+
+def to_openrlhf(row: dict[str, Any]) -> dict[str, Any]:
+    """OpenRLHF's reward-model data: the whole conversation per side (its `--apply_chat_template` with
+    `--chosen_key chosen --rejected_key rejected`), and the soft label as `margin`, the only per-example
+    strength OpenRLHF's train_rm takes (an approximation of the soft label: see docs/records.md)."""
+    return {
+        "id": row["id"],
+        "chosen": row["prompt"] + row["chosen"],
+        "rejected": row["prompt"] + row["rejected"],
+        "margin": row["margin"],
+        "p_chosen": row["p_chosen"],
+        "caitool": row["caitool"],
+    }
+
+
+@dataclass(frozen=True)
+class LabelPairsRun:
+    """What a label-pairs run records beyond the labeler's settings: the fingerprint's model, server, policy
+    and input options, and the output format."""
+
+    model: str
+    base_url: str | None = None
+    policy: str | None = None  # prompt-only records: sample the pair from this model first
+    policy_base_url: str | None = None
+    max_tokens: int = 256  # of the policy's samples
+    question_format: str | None = "paper"  # None: the user's own --template
+    output_format: str = "trl"
+    field: str | None = None
+
+
+class LabelPairsTask:
+    """`caitool label-pairs` as a record task (see `caitool.tasks.base.RecordTask`)."""
+
+    command = "label-pairs"
+    id_key = "id"
+
+    def __init__(self, labeler: Labeler, run: LabelPairsRun, policy_client: ResilientClient | None = None):
+        self.labeler = labeler
+        self.run = run
+        self.policy_client = policy_client
+        self.prompt_format: str = labeler.s.mode
+
+    def settings(self) -> dict[str, Any]:
+        s, cons, run = self.labeler.s, self.labeler.constitution, self.run
+        return {
+            "model": run.model,
+            "base_url": run.base_url,
+            "policy": run.policy,
+            "policy_base_url": run.policy_base_url,
+            "max_tokens": run.max_tokens if run.policy else None,
+            "cot_max_tokens": s.cot_max_tokens if s.cot else None,
+            "reask": s.reask,
+            "question_format": run.question_format,
+            "label_method": LABEL_METHOD,
+            "mode": s.mode,
+            "seed": s.seed,
+            "ensemble": s.ensemble,
+            "both_orders": s.both_orders,
+            "cot": s.cot,
+            "cot_samples": s.cot_samples,
+            "clamp": s.clamp,
+            "votes": s.votes,
+            "format": run.output_format,
+            "field": run.field,
+            "constitution": cons.name,
+            "constitution_sha256": cons.sha256,
+            "templates_sha256": self.labeler.t.sha256,
+        }
+
+    def preview(self, job: Job[Any]) -> list[tuple[str, Request]]:
+        """The record's first question, exactly as the run asks it."""
+        if not isinstance(job.item, PairItem):
+            raise UsageError("--dry-run shows the question of a pair; this record has only a prompt")
+        p = self.labeler.principles(job.id)[0]
+        return [(f"question (principle {p.id})", self.labeler.question_request(job.id, 0, job.item, p, "ab"))]
+
+    async def process(self, job: Job[Any], cache: StepCache) -> list[dict[str, Any]]:
+        item = job.item
+        sampled: dict[str, Any] = {}
+        if not isinstance(item, PairItem):  # a prompt: sample the pair from the policy first
+            assert self.policy_client is not None
+            params = GenerateParams(max_tokens=self.run.max_tokens)
+            seed = self.labeler.s.seed
+            texts = await sample_responses(
+                self.policy_client, item, 2, params, seed=seed, record_id=job.id, usage=Usage(), cache=cache
+            )
+            ((_, item),) = make_pairs(job.id, item, texts, "first")
+            sampled = {"policy": self.run.policy}
+        row = await self.labeler.label(Job(job.id, job.where, item), cache)
+        cons = self.labeler.constitution
+        row["caitool"].update(
+            model=self.run.model,
+            seed=self.labeler.s.seed,
+            constitution=cons.name,
+            constitution_sha256=cons.sha256,
+            source=job.where,
+            **sampled,
+        )
+        return [to_openrlhf(row) if self.run.output_format == "openrlhf" else row]

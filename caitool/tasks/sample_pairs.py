@@ -4,20 +4,21 @@ its comparison pairs from the SL-CAI model)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from caitool.inputs import PairItem, PromptItem
 from caitool.parsing import clean_response
-from caitool.providers.base import GenerateParams, Usage
-from caitool.retry import ResilientClient
+from caitool.providers.base import GenerateParams, ModelClient, Usage
+from caitool.runner import Job
 from caitool.seeds import derive_seed
+from caitool.tasks.base import Request, StepCache
 
 PairMode = Literal["all", "first"]
 
 
 async def sample_responses(
-    client: ResilientClient,
+    client: ModelClient,
     item: PromptItem,
     k: int,
     params: GenerateParams,
@@ -25,12 +26,12 @@ async def sample_responses(
     seed: int,
     record_id: str,
     usage: Usage,
-    steps: dict[str, dict[str, Any]] | None = None,
-    save_step: Callable[[str, str, Any], None] | None = None,
+    cache: StepCache | None = None,
 ) -> list[str]:
     """k samples in one request with `n` where the server honours it, topped up with more requests where
     it returns fewer (TGI ignores `n`)."""
-    cached = (steps or {}).get(record_id, {}).get("samples")
+    cache = cache or StepCache()
+    cached = cache.get(record_id, "samples")
     if isinstance(cached, dict) and isinstance(cached.get("texts"), list) and len(cached["texts"]) == k:
         return [str(t) for t in cached["texts"]]  # a checkpoint of another shape is simply sampled again
     texts: list[str] = []
@@ -48,8 +49,7 @@ async def sample_responses(
         texts += [clean_response(c.text) for c in result.choices]
         attempt += 1
     texts = texts[:k]
-    if save_step is not None:
-        save_step(record_id, "samples", {"texts": texts})
+    cache.save(record_id, "samples", {"texts": texts})
     return texts
 
 
@@ -64,3 +64,59 @@ def make_pairs(
         (record_id if single else f"{record_id}-{i}{j}", PairItem(item.messages, texts[i], texts[j]))
         for i, j in index_pairs
     ]
+
+
+@dataclass(frozen=True)
+class SamplePairsTask:
+    """`caitool sample-pairs` as a record task (see `caitool.tasks.base.RecordTask`): one record's prompt,
+    k samples, and the pairs drawn from them."""
+
+    client: ModelClient | None  # None: only preview (--dry-run)
+    model: str
+    base_url: str | None
+    k: int
+    pairs: PairMode
+    params: GenerateParams
+    seed: int = 0
+    field: str | None = None
+    command = "sample-pairs"
+    id_key = "source_id"
+    prompt_format = "chat"
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "base_url": self.base_url,
+            "k": self.k,
+            "pairs": self.pairs,
+            "seed": self.seed,
+            "field": self.field,
+            "params": self.params.fingerprint(),
+        }
+
+    def preview(self, job: Job[PromptItem]) -> list[tuple[str, Request]]:
+        return [(f"{self.k} samples", list(job.item.messages))]
+
+    async def process(self, job: Job[PromptItem], cache: StepCache) -> list[dict[str, Any]]:
+        assert self.client is not None, "a task without a client only previews"
+        texts = await sample_responses(
+            self.client,
+            job.item,
+            self.k,
+            self.params,
+            seed=self.seed,
+            record_id=job.id,
+            usage=Usage(),
+            cache=cache,
+        )
+        return [
+            {
+                "id": pid,
+                "source_id": job.id,
+                "prompt": [m.to_dict() for m in pair.messages],
+                "response_a": pair.response_a,
+                "response_b": pair.response_b,
+                "caitool": {"policy": self.model, "seed": self.seed, "source": job.where},
+            }
+            for pid, pair in make_pairs(job.id, job.item, texts, self.pairs)
+        ]
