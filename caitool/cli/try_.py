@@ -46,9 +46,8 @@ def try_(
     """
     import asyncio
 
-    from caitool.cli._common import build_client
+    from caitool.cli._common import ClientFlags
     from caitool.constitution import load_constitution
-    from caitool.providers import default_model
     from caitool.providers.base import GenerateParams
     from caitool.tasks.critique_revise import CritiqueReviseSettings, load_templates
 
@@ -56,7 +55,9 @@ def try_(
         from caitool.errors import UsageError
 
         raise UsageError("PROMPT is empty")
-    spec = model or default_model()
+    flags = ClientFlags.from_params(
+        {"model": model, "base_url": base_url, "api_key": api_key, "timeout": timeout, "retries": retries}
+    )
     cons = load_constitution(constitution)
     templates = load_templates()
     settings = CritiqueReviseSettings(
@@ -64,10 +65,7 @@ def try_(
         seed=seed,
         params=GenerateParams(temperature=temperature, max_tokens=max_tokens),
     )
-    client = build_client(
-        spec, base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, rpm=None, tpm=None
-    )
-    asyncio.run(_try(prompt, client, cons, templates, settings, spec))
+    asyncio.run(_try(prompt, flags.build(), cons, templates, settings, flags.model))
 
 
 class _Screen:
