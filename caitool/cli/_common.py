@@ -307,3 +307,10 @@ def names_a_provider(value: str) -> bool:
 
     provider, sep, model = value.partition("/")
     return bool(sep and model) and provider in provider_names()
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL as recorded in the manifest: user-info replaced by ***."""
+    from caitool.pipeline import redact_argv
+
+    return None if url is None else redact_argv([url])[0]

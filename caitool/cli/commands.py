@@ -15,6 +15,7 @@ from caitool.cli import (  # noqa: F401
     paper_samples,
     plot,
     principles,
+    providers,
     red_team,
     sample_pairs,
     stats,

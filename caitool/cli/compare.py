@@ -69,13 +69,6 @@ def model_specs(models: str | None) -> dict[str, str]:
     return out
 
 
-def redact_url(url: str | None) -> str | None:
-    """A URL as recorded in the manifest: user-info replaced by ***."""
-    from caitool.pipeline import redact_argv
-
-    return None if url is None else redact_argv([url])[0]
-
-
 @app.command("compare")
 def compare(
     ctx: typer.Context,
@@ -142,7 +135,7 @@ def compare(
 ) -> None:
     """Compare models' answers to the same prompts, judged by --model per criterion (both orders), and
     write judgment rows that `caitool elo` turns into Elo scores."""
-    from caitool.cli._common import ClientFlags, RunFlags, run_task
+    from caitool.cli._common import ClientFlags, RunFlags, redact_url, run_task
     from caitool.errors import UsageError
     from caitool.evaluation import paper_samples
     from caitool.inputs import Line, prompt_items
