@@ -100,30 +100,14 @@ def critique_revise(
     from functools import partial
 
     from caitool.cli._common import ClientFlags, RunFlags, check_choice, run_task
-    from caitool.constitution import load_constitution
-    from caitool.errors import UsageError
     from caitool.inputs import Line, prompt_items
     from caitool.providers.base import GenerateParams
     from caitool.runner import Job
-    from caitool.tasks.critique_revise import (
-        CritiqueReviser,
-        CritiqueReviseRun,
-        CritiqueReviseSettings,
-        CritiqueReviseTask,
-        load_templates,
-    )
+    from caitool.tasks.critique_revise import CritiqueReviseRun, CritiqueReviseSettings, CritiqueReviseTask
 
     flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params(ctx.params)
     check_choice("--format", output_format, ("trace", "sft"))
     check_choice("--prompt-format", prompt_format, ("chat", "completion"))
-    if keep_rounds and output_format != "sft":
-        raise UsageError("--keep-rounds needs --format sft")
-    if response_field and keep_response:
-        raise UsageError("--response-field and --keep-response both name the initial response; choose one")
-    cons = load_constitution(constitution)
-    templates = load_templates(
-        template or "critique_revise", fewshot_file or "critique_revise_fewshot", fewshot
-    )
     settings = CritiqueReviseSettings(
         rounds=rounds,
         seed=seed,
@@ -134,14 +118,13 @@ def critique_revise(
         keep_rounds=keep_rounds,
     )
     client = None if dry_run else flags.build()
-    if client is not None and prompt_format == "completion" and not client.supports_completions:
-        raise UsageError(f"{flags.model} has no raw-completion endpoint", hint="use --prompt-format chat")
-    task = CritiqueReviseTask(
-        CritiqueReviser(client, cons, templates, settings),
-        CritiqueReviseRun(
-            flags.model, base_url, per_turn, field, response_field, keep_response, flags.price_for()
-        ),
+    about = CritiqueReviseRun(
+        flags.model, base_url, per_turn, field, response_field, keep_response, flags.price_for()
     )
+    task = CritiqueReviseTask.load(
+        client, settings, about, constitution=constitution, template=template, fewshot_file=fewshot_file,
+        fewshot=fewshot,
+    )  # fmt: skip
     items = partial(
         prompt_items,
         field=field,
@@ -153,8 +136,8 @@ def critique_revise(
     def to_jobs(line: Line) -> list[Job[Any]]:
         return [Job(rid, line.where, item) for rid, item in items(line)]
 
-    extra = {"constitution_source": cons.source, "templates_source": templates.source}
     clients = [] if client is None else [client]
+    price_ = flags.price_for()
     run_task(
-        task, run, to_jobs, clients, concurrency=concurrency, price=flags.price_for(), extra_manifest=extra
+        task, run, to_jobs, clients, concurrency=concurrency, price=price_, extra_manifest=task.extra_manifest
     )

@@ -17,7 +17,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from caitool.constitution import Constitution, CritiquePrinciple
+from caitool.constitution import Constitution, CritiquePrinciple, load_constitution
+from caitool.errors import UsageError
 from caitool.inputs import PromptItem
 from caitool.parsing import clean_critique, clean_response, clean_revision, revision_flags
 from caitool.pricing import Price
@@ -363,9 +364,40 @@ class CritiqueReviseTask:
     id_key = "id"
 
     def __init__(self, reviser: CritiqueReviser, run: CritiqueReviseRun) -> None:
+        client, s = reviser.client, reviser.s
+        if client is not None and s.prompt_format == "completion" and not client.supports_completions:
+            raise UsageError(f"{run.model} has no raw-completion endpoint", hint="use --prompt-format chat")
+        if s.keep_rounds and s.output_format != "sft":
+            raise UsageError("--keep-rounds needs --format sft")
+        if run.response_field and run.keep_response:
+            raise UsageError(
+                "--response-field and --keep-response both name the initial response; choose one"
+            )
         self.reviser = reviser
         self.run = run
-        self.prompt_format: str = reviser.s.prompt_format
+        self.prompt_format: str = s.prompt_format
+        self.extra_manifest = {
+            "constitution_source": reviser.constitution.source,
+            "templates_source": reviser.t.source,
+        }
+
+    @classmethod
+    def load(
+        cls,
+        client: ModelClient | None,
+        settings: CritiqueReviseSettings,
+        run: CritiqueReviseRun,
+        *,
+        constitution: str | None = None,
+        template: str | None = None,
+        fewshot_file: str | None = None,
+        fewshot: int | None = None,
+    ) -> CritiqueReviseTask:
+        """The task with its constitution and templates loaded by name or path (None: the defaults)."""
+        templates = load_templates(
+            template or "critique_revise", fewshot_file or "critique_revise_fewshot", fewshot
+        )
+        return cls(CritiqueReviser(client, load_constitution(constitution), templates, settings), run)
 
     def settings(self) -> dict[str, Any]:
         s, cons, run = self.reviser.s, self.reviser.constitution, self.run
