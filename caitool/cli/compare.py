@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -137,11 +137,8 @@ def compare(
     write judgment rows that `caitool elo` turns into Elo scores."""
     from caitool.cli._common import ClientFlags, RunFlags, redact_url, run_task
     from caitool.errors import UsageError
-    from caitool.evaluation import paper_samples
-    from caitool.inputs import Line, prompt_items
     from caitool.providers.base import GenerateParams
-    from caitool.runner import Job
-    from caitool.tasks.compare import CompareItem, CompareTask, criteria_labelers, read_responses
+    from caitool.tasks.compare import CompareTask, criteria_labelers, read_responses
 
     flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params(ctx.params)
     judge = flags.build()
@@ -165,14 +162,8 @@ def compare(
                 "responses": sorted(given), "criteria": crit_settings, "both_orders": not one_order,
                 "ensemble": ensemble, "seed": seed, "max_tokens": max_tokens}  # fmt: skip
     params = GenerateParams(max_tokens=max_tokens)
-    task = CompareTask(dict.fromkeys(given, None) | sampled, labelers, params, seed, settings)
-
-    def to_jobs(line: Line) -> list[Job[Any]]:
-        paper = field is None and paper_samples.is_paper_row(line.data)
-        found = [paper_samples.prompt(line)] if paper else prompt_items(line, field=field)
-        pick = {rid: tuple((name, t[rid]) for name, t in given.items() if rid in t) for rid, _ in found}
-        return [Job(rid, line.where, CompareItem(item, pick[rid])) for rid, item in found]
+    task = CompareTask(sampled, given, labelers, params, seed, settings, field=field)
 
     # One price covers every client of a run, so it is the judge's only when the judge makes every request.
     price_ = None if specs else flags.price_for()
-    run_task(task, run, to_jobs, [judge, *sampled.values()], concurrency=concurrency, price=price_)
+    run_task(task, run, [judge, *sampled.values()], concurrency=concurrency, price=price_)

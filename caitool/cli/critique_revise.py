@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -97,12 +97,9 @@ def critique_revise(
     Each record: sample a response (or take it from the input), then ROUNDS rounds of critique → revision,
     each under a principle drawn at random (with replacement, seeded) from the constitution.
     """
-    from functools import partial
 
     from caitool.cli._common import ClientFlags, RunFlags, check_choice, run_task
-    from caitool.inputs import Line, prompt_items
     from caitool.providers.base import GenerateParams
-    from caitool.runner import Job
     from caitool.tasks.critique_revise import CritiqueReviseRun, CritiqueReviseSettings, CritiqueReviseTask
 
     flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params(ctx.params)
@@ -125,19 +122,7 @@ def critique_revise(
         client, settings, about, constitution=constitution, template=template, fewshot_file=fewshot_file,
         fewshot=fewshot,
     )  # fmt: skip
-    items = partial(
-        prompt_items,
-        field=field,
-        response_field=response_field,
-        keep_response=keep_response,
-        per_turn=per_turn,
-    )
-
-    def to_jobs(line: Line) -> list[Job[Any]]:
-        return [Job(rid, line.where, item) for rid, item in items(line)]
 
     clients = [] if client is None else [client]
     price_ = flags.price_for()
-    run_task(
-        task, run, to_jobs, clients, concurrency=concurrency, price=price_, extra_manifest=task.extra_manifest
-    )
+    run_task(task, run, clients, concurrency=concurrency, price=price_, extra_manifest=task.extra_manifest)

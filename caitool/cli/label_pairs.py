@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -122,9 +122,6 @@ def label_pairs(
     labels from the feedback model's log-probabilities. Writes TRL preference rows with p_chosen."""
     from caitool.cli._common import ClientFlags, RunFlags, check_choice, run_task
     from caitool.constitution import load_constitution
-    from caitool.errors import InputError
-    from caitool.inputs import Line, pair_item, prompt_items
-    from caitool.runner import Job
     from caitool.tasks import label_pairs as lp
 
     flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params(ctx.params)
@@ -145,17 +142,6 @@ def label_pairs(
                             None if template else question_format, output_format, field)  # fmt: skip
     task = lp.LabelPairsTask(lp.Labeler(client, cons, templates, settings), labeled, policy_client)
 
-    def to_jobs(line: Line) -> list[Job[Any]]:
-        try:
-            rid, item = pair_item(line, field=field)
-            return [Job(rid, line.where, item)]
-        except InputError:
-            if policy_client is None:
-                raise
-        return [Job(rid, line.where, prompt) for rid, prompt in prompt_items(line, field=field)]
-
     clients = [client] if policy_client is None else [client, policy_client]
     extra = {"constitution_source": cons.source}
-    run_task(
-        task, run, to_jobs, clients, concurrency=concurrency, price=flags.price_for(), extra_manifest=extra
-    )
+    run_task(task, run, clients, concurrency=concurrency, price=flags.price_for(), extra_manifest=extra)

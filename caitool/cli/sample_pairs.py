@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -62,9 +62,7 @@ def sample_pairs(
     """Sample K responses per prompt from a policy (one request with n where the server supports it) and
     write response pairs, ready for label-pairs."""
     from caitool.cli._common import ClientFlags, RunFlags, check_choice, run_task
-    from caitool.inputs import Line, prompt_items
     from caitool.providers.base import GenerateParams
-    from caitool.runner import Job
     from caitool.tasks.sample_pairs import SamplePairsTask
 
     flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params(ctx.params)
@@ -73,8 +71,5 @@ def sample_pairs(
     params = GenerateParams(temperature=temperature, max_tokens=max_tokens)
     task = SamplePairsTask(client, flags.model, base_url, k, pairs, params, seed, field)  # type: ignore[arg-type]
 
-    def to_jobs(line: Line) -> list[Job[Any]]:
-        return [Job(rid, line.where, item) for rid, item in prompt_items(line, field=field)]
-
     clients = [] if client is None else [client]
-    run_task(task, run, to_jobs, clients, concurrency=concurrency, price=flags.price_for())
+    run_task(task, run, clients, concurrency=concurrency, price=flags.price_for())

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from caitool.inputs import Line
 from caitool.providers.base import Message
 from caitool.runner import Job
 
@@ -48,6 +49,10 @@ class RecordTask(Protocol):
     id_key: str  # the output field that names the input record ("id", or "source_id" for 1 → n rows)
     prompt_format: str  # shown in --dry-run's headers
 
+    def read(self, line: Line) -> list[Job[Any]]:
+        """The jobs of one input line; an InputError for a line the task cannot use."""
+        ...
+
     def settings(self) -> dict[str, Any]:
         """Everything that changes the output: fingerprinted, and a rerun with other values is refused."""
         ...
@@ -59,6 +64,21 @@ class RecordTask(Protocol):
     async def process(self, job: Job[Any], cache: StepCache) -> list[dict[str, Any]]:
         """The rows of one record, in the chosen --format, with the task's provenance."""
         ...
+
+
+def make_process(task: RecordTask) -> Callable[[Any], Callable[[Job[Any]], Awaitable[list[dict[str, Any]]]]]:
+    """`pipeline.execute`'s `make_process` for `task`: each record's process gets the output store's steps
+    as the run's StepCache."""
+
+    def make(store: Any) -> Callable[[Job[Any]], Awaitable[list[dict[str, Any]]]]:
+        cache = StepCache(store.steps, store.save_step)
+
+        async def process(job: Job[Any]) -> list[dict[str, Any]]:
+            return await task.process(job, cache)
+
+        return process
+
+    return make
 
 
 def print_preview(record_id: str, steps: list[tuple[str, Request]], prompt_format: str) -> None:

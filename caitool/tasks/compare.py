@@ -10,10 +10,12 @@ texts and the label's provenance.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from caitool.inputs import PairItem, PromptItem
+from caitool.evaluation import paper_samples
+from caitool.inputs import Line, PairItem, PromptItem, prompt_items
 from caitool.providers.base import GenerateParams, ModelClient, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job
@@ -37,18 +39,39 @@ class CompareTask:
 
     def __init__(
         self,
-        models: dict[str, ModelClient | None],
+        sampled: Mapping[str, ModelClient],
+        given: dict[str, dict[str, str]],
         labelers: dict[str, Labeler],
         params: GenerateParams,
         seed: int,
         settings: dict[str, Any],
+        *,
+        field: str | None = None,
     ) -> None:
-        self.models = models  # name -> client (None: responses come from files)
+        # name -> client (None: the responses come from --responses files)
+        self.models: dict[str, ModelClient | None] = {**dict.fromkeys(given), **sampled}
+        self.given = given  # name -> {record id: response}
+        self.field = field
         self.labelers = labelers  # criterion -> labeler
         self.params = params
         self.seed = seed
         self._settings = settings
         self.prompt_format: str = next(iter(labelers.values())).s.mode
+
+    def read(self, line: Line) -> list[Job[Any]]:
+        """A prompt (or a paper samples row's), with the --responses files' answers to it."""
+        if self.field is None and paper_samples.is_paper_row(line.data):
+            found = [paper_samples.prompt(line)]
+        else:
+            found = prompt_items(line, field=self.field)
+        return [
+            Job(
+                rid,
+                line.where,
+                CompareItem(item, tuple((n, t[rid]) for n, t in self.given.items() if rid in t)),
+            )
+            for rid, item in found
+        ]
 
     def settings(self) -> dict[str, Any]:
         return self._settings

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from caitool.constitution import Constitution, CritiquePrinciple, load_constitution
 from caitool.errors import UsageError
-from caitool.inputs import PromptItem
+from caitool.inputs import Line, PromptItem, prompt_items
 from caitool.parsing import clean_critique, clean_response, clean_revision, revision_flags
 from caitool.pricing import Price
 from caitool.prompts import (
@@ -398,6 +398,17 @@ class CritiqueReviseTask:
             template or "critique_revise", fewshot_file or "critique_revise_fewshot", fewshot
         )
         return cls(CritiqueReviser(client, load_constitution(constitution), templates, settings), run)
+
+    def read(self, line: Line) -> list[Job[Any]]:
+        run = self.run
+        items = prompt_items(
+            line,
+            field=run.field,
+            response_field=run.response_field,
+            keep_response=run.keep_response,
+            per_turn=run.per_turn,
+        )
+        return [Job(rid, line.where, item) for rid, item in items]
 
     def settings(self) -> dict[str, Any]:
         s, cons, run = self.reviser.s, self.reviser.constitution, self.run

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from caitool.constitution import ComparisonPrinciple, Constitution
-from caitool.errors import ConfigError, UsageError
-from caitool.inputs import PairItem
+from caitool.errors import ConfigError, InputError, UsageError
+from caitool.inputs import Line, PairItem, pair_item, prompt_items
 from caitool.labels import (
     LABEL_METHOD,
     MIN_OPTION_MASS,
@@ -755,6 +755,16 @@ class LabelPairsTask:
         self.run = run
         self.policy_client = policy_client
         self.prompt_format: str = labeler.s.mode
+
+    def read(self, line: Line) -> list[Job[Any]]:
+        """A pair; with a policy, a prompt-only record too (its pair is sampled first)."""
+        try:
+            rid, item = pair_item(line, field=self.run.field)
+            return [Job(rid, line.where, item)]
+        except InputError:
+            if self.policy_client is None:
+                raise
+        return [Job(rid, line.where, prompt) for rid, prompt in prompt_items(line, field=self.run.field)]
 
     def settings(self) -> dict[str, Any]:
         s, cons, run = self.labeler.s, self.labeler.constitution, self.run

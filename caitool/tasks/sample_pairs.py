@@ -7,7 +7,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from caitool.inputs import PairItem, PromptItem
+from caitool.inputs import Line, PairItem, PromptItem, prompt_items
 from caitool.parsing import clean_response
 from caitool.providers.base import GenerateParams, ModelClient, Usage
 from caitool.runner import Job
@@ -82,6 +82,9 @@ class SamplePairsTask:
     command = "sample-pairs"
     id_key = "source_id"
     prompt_format = "chat"
+
+    def read(self, line: Line) -> list[Job[Any]]:
+        return [Job(rid, line.where, item) for rid, item in prompt_items(line, field=self.field)]
 
     def settings(self) -> dict[str, Any]:
         return {
