@@ -100,6 +100,9 @@ def _summary(
             **s.usage.to_dict(),
             "cost_usd": round(price.cost(s.usage), 6) if price else None,
         }
+    for c in clients:  # an endpoint fleet: requests, errors and latency per endpoint
+        if (endpoint_stats := getattr(c, "endpoint_stats", None)) is not None:
+            out["models"][c.spec].setdefault("endpoints", {}).update(endpoint_stats())
     return out
 
 
@@ -123,6 +126,9 @@ def _print_summary(spec: RunSpec, status: str, summary: dict[str, Any], files: R
         scope = "this run: " if summary["resumed"] else ""
         calls = f"{m['attempts']} calls ({m['retries']} retries)"
         parts.append(f"{spec_name}: {scope}{calls}, {tok:,} tokens{cost}")
+        for url, e in m.get("endpoints", {}).items():
+            lat = e["latency_ms"]["p50"]
+            parts.append(f"{url}: {e['requests']} requests, {e['errors']} errors, p50 {lat} ms")
     info("; ".join(parts), style="dim")
 
 

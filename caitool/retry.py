@@ -204,6 +204,10 @@ class ResilientClient:
         self.supports_n: bool = declared["supports_n"]
         self.default_concurrency: int = declared["default_concurrency"]
         self.render_chat: Callable[[list[Message]], str] | None = declared["render_chat"]
+        # An endpoint fleet's per-endpoint counters (requests, errors, latency) for the summary; else None.
+        self.endpoint_stats: Callable[[], dict[str, dict[str, object]]] | None = getattr(
+            client, "endpoint_stats", None
+        )
 
     def _backoff(self, failed_attempts: int, exc: BaseException | None) -> float:
         """Seconds to wait after `failed_attempts` failures: exponential with full jitter, never less than

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 # RecordFailed is re-exported for the tasks that still import it from here; it lives in caitool.errors.
 from caitool.errors import CaitoolError, InputError, ParseError, ProviderError
 from caitool.errors import RecordFailed as RecordFailed
+from caitool.providers.base import current_record
 from caitool.store import IdSet, OutputStore, record_hash
 
 T = TypeVar("T")
@@ -116,7 +117,7 @@ async def run_jobs(
             nxt = next_job()
             if nxt is None:
                 return
-            task = asyncio.ensure_future(process(nxt[0]))
+            task = asyncio.ensure_future(_as_record(process, nxt[0]))
             task.add_done_callback(finished.put_nowait)
             in_flight[task] = nxt
 
@@ -155,6 +156,15 @@ async def run_jobs(
     if input_error is not None:
         raise input_error
     return counts
+
+
+async def _as_record(
+    process: Callable[[Job[T]], Awaitable[list[dict[str, Any]]]], job: Job[T]
+) -> list[dict[str, Any]]:
+    """`process(job)` with `current_record` set to the job's id for its task (and the tasks it starts), so
+    that a provider can tell which record a request belongs to (an endpoint fleet's affinity)."""
+    current_record.set(job.id)
+    return await process(job)
 
 
 def is_fatal(exc: BaseException) -> bool:

@@ -74,6 +74,7 @@ class ClientFlags:
             retries=self.retries,
             rpm=self.rpm,
             tpm=self.tpm,
+            concurrency=self.concurrency,
         )
 
     def price_for(self, model: str | None = None) -> Price | None:
@@ -105,6 +106,7 @@ class RunFlags:
 def run_task(
     task: RecordTask,
     run: RunFlags,
+    to_jobs: Callable[[Line], list[Job[Any]]],
     clients: list[ResilientClient],
     *,
     concurrency: int | None,
@@ -113,17 +115,17 @@ def run_task(
 ) -> NoReturn:
     """Run `task` over the input's records: the only place a command's run reaches the pipeline.
 
-    The task reads each input line into jobs (an InputError for a bad line goes to --on-bad-input's
-    policy). With --dry-run, the first record's requests are printed and nothing else happens (a command
+    `to_jobs` turns one input line into jobs (raising InputError for a bad line, which --on-bad-input
+    handles). With --dry-run, the first record's requests are printed and nothing else happens (a command
     may pass no clients then, so a dry run needs no key). `clients[0]` is the task's own model: its
     default concurrency is the run's unless --concurrency. Exits with the pipeline's exit code."""
     from caitool.inputs import count_lines
     from caitool.pipeline import RunSpec, execute
-    from caitool.tasks.base import make_process, print_preview
+    from caitool.tasks.base import StepCache, print_preview
 
     counts = RunCounts()
     policy = BadInputPolicy(run.on_bad_input, run.rejects, run.output, counts)
-    jobs = lines_to_jobs(run.input, policy, task.read)
+    jobs = lines_to_jobs(run.input, policy, to_jobs)
     if run.dry_run:
         job = next(iter(jobs), None)
         if job is not None:
@@ -143,7 +145,16 @@ def run_task(
         id_key=task.id_key,
         extra_manifest=extra_manifest or {},
     )
-    raise typer.Exit(execute(spec, jobs, make_process(task), clients, price=price, counts=counts))
+
+    def make_process(store: Any) -> Any:
+        cache = StepCache(store.steps, store.save_step)
+
+        async def process(job: Job[Any]) -> list[dict[str, Any]]:
+            return await task.process(job, cache)
+
+        return process
+
+    raise typer.Exit(execute(spec, jobs, make_process, clients, price=price, counts=counts))
 
 
 def run_then_read(
@@ -200,11 +211,19 @@ def build_client(
     retries: int,
     rpm: float | None,
     tpm: float | None,
+    concurrency: int | None = None,
 ) -> Any:
+    """The retrying client for `spec`; a comma-separated `base_url` makes it an endpoint fleet
+    (`caitool.providers.fleet`), whose caps split `concurrency` when the URLs do not set them."""
     from caitool.providers import get_client
+    from caitool.providers.fleet import build_fleet, is_fleet
     from caitool.retry import RateLimiter, ResilientClient, RetryPolicy
 
-    client = get_client(spec, base_url=base_url, api_key=api_key, timeout=timeout)
+    if is_fleet(base_url):
+        assert base_url is not None
+        client: Any = build_fleet(spec, base_url, api_key=api_key, timeout=timeout, concurrency=concurrency)
+    else:
+        client = get_client(spec, base_url=base_url, api_key=api_key, timeout=timeout)
     return ResilientClient(client, RetryPolicy(retries=retries), RateLimiter(rpm=rpm, tpm=tpm))
 
 

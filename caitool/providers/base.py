@@ -12,10 +12,15 @@ themselves: the single retry layer lives in `caitool.retry`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
+
+# The id of the record whose task is making a request: set by the runner for each record's task (child tasks
+# inherit it), None outside a run. An endpoint fleet keeps one record's requests on one server by it.
+current_record: ContextVar[str | None] = ContextVar("caitool_current_record", default=None)
 
 
 @dataclass(frozen=True)
