@@ -106,7 +106,6 @@ class RunFlags:
 def run_task(
     task: RecordTask,
     run: RunFlags,
-    to_jobs: Callable[[Line], list[Job[Any]]],
     clients: list[ResilientClient],
     *,
     concurrency: int | None,
@@ -115,17 +114,17 @@ def run_task(
 ) -> NoReturn:
     """Run `task` over the input's records: the only place a command's run reaches the pipeline.
 
-    `to_jobs` turns one input line into jobs (raising InputError for a bad line, which --on-bad-input
-    handles). With --dry-run, the first record's requests are printed and nothing else happens (a command
+    The task reads each input line into jobs (an InputError for a bad line goes to --on-bad-input's
+    policy). With --dry-run, the first record's requests are printed and nothing else happens (a command
     may pass no clients then, so a dry run needs no key). `clients[0]` is the task's own model: its
     default concurrency is the run's unless --concurrency. Exits with the pipeline's exit code."""
     from caitool.inputs import count_lines
     from caitool.pipeline import RunSpec, execute
-    from caitool.tasks.base import StepCache, print_preview
+    from caitool.tasks.base import make_process, print_preview
 
     counts = RunCounts()
     policy = BadInputPolicy(run.on_bad_input, run.rejects, run.output, counts)
-    jobs = lines_to_jobs(run.input, policy, to_jobs)
+    jobs = lines_to_jobs(run.input, policy, task.read)
     if run.dry_run:
         job = next(iter(jobs), None)
         if job is not None:
@@ -145,16 +144,7 @@ def run_task(
         id_key=task.id_key,
         extra_manifest=extra_manifest or {},
     )
-
-    def make_process(store: Any) -> Any:
-        cache = StepCache(store.steps, store.save_step)
-
-        async def process(job: Job[Any]) -> list[dict[str, Any]]:
-            return await task.process(job, cache)
-
-        return process
-
-    raise typer.Exit(execute(spec, jobs, make_process, clients, price=price, counts=counts))
+    raise typer.Exit(execute(spec, jobs, make_process(task), clients, price=price, counts=counts))
 
 
 def run_then_read(
