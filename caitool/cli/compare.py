@@ -25,6 +25,7 @@ from caitool.cli._options import (
     RetriesOpt,
     RpmOpt,
     SeedOpt,
+    ShardOpt,
     TimeoutOpt,
     TpmOpt,
 )
@@ -131,6 +132,7 @@ def compare(
     rejects: RejectsOpt = None,
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = False,
+    shard: ShardOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Compare models' answers to the same prompts, judged by --model per criterion (both orders), and
@@ -138,13 +140,11 @@ def compare(
     from caitool.cli._common import ClientFlags, RunFlags, redact_url, run_task
     from caitool.errors import UsageError
     from caitool.providers.base import GenerateParams
-    from caitool.tasks.compare import CompareTask, criteria_labelers, read_responses
+    from caitool.tasks.compare import CompareRun, CompareTask, criteria_labelers, read_responses
 
     flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params(ctx.params)
     judge = flags.build()
-    specs = {
-        (e := m.strip().rpartition("="))[0] or e[2]: e[2] for m in (models or "").split(",") if m.strip()
-    }
+    specs = model_specs(models)
     endpoints = model_endpoints(model_base_url or [], specs, judge_url=base_url)
     # Each compared model's server has its own budget (--rpm/--tpm apply to each).
     sampled = {name: flags.build(spec, base_url=endpoints.get(name)) for name, spec in specs.items()}
@@ -156,13 +156,10 @@ def compare(
         given[name] = read_responses(path, field=field, paper_sample=paper_sample)
     if len(sampled) + len(given) < 2:
         raise UsageError("compare needs at least two models (--models and/or --responses)")
-    labelers, crit_settings = criteria_labelers(judge, criteria, seed, ensemble, both_orders=not one_order)
-    settings = {"judge": flags.model, "base_url": redact_url(base_url), "paper_sample": paper_sample,
-                "models": {name: [specs[name], redact_url(endpoints.get(name))] for name in sorted(specs)},
-                "responses": sorted(given), "criteria": crit_settings, "both_orders": not one_order,
-                "ensemble": ensemble, "seed": seed, "max_tokens": max_tokens}  # fmt: skip
-    params = GenerateParams(max_tokens=max_tokens)
-    task = CompareTask(sampled, given, labelers, params, seed, settings, field=field)
+    labelers = criteria_labelers(judge, criteria, seed, ensemble, both_orders=not one_order)
+    recorded = {name: (specs[name], redact_url(endpoints.get(name))) for name in specs}
+    about = CompareRun(flags.model, redact_url(base_url), recorded, paper_sample, field)
+    task = CompareTask(sampled, given, labelers, GenerateParams(max_tokens=max_tokens), seed, about)
 
     # One price covers every client of a run, so it is the judge's only when the judge makes every request.
     price_ = None if specs else flags.price_for()

@@ -9,6 +9,7 @@ texts and the label's provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,20 @@ class CompareItem:
     given: tuple[tuple[str, str], ...] = ()  # (model name, response) read from --responses files
 
 
+@dataclass(frozen=True)
+class CompareRun:
+    """What a compare run records beyond its models and labelers: the judge and the servers (URLs as the
+    manifest shows them, user-info redacted), and how the input is read."""
+
+    judge: str
+    judge_url: str | None = None
+    models: Mapping[str, tuple[str, str | None]] = dataclasses.field(
+        default_factory=dict
+    )  # name -> spec, url
+    paper_sample: int = 0
+    field: str | None = None
+
+
 class CompareTask:
     """`caitool compare` as a record task (see `caitool.tasks.base.RecordTask`). `settings` is what the
     command fingerprints (the judge, the models and their servers, the criteria's constitutions, ...)."""
@@ -44,26 +59,23 @@ class CompareTask:
         labelers: dict[str, Labeler],
         params: GenerateParams,
         seed: int,
-        settings: dict[str, Any],
-        *,
-        field: str | None = None,
+        run: CompareRun,
     ) -> None:
         # name -> client (None: the responses come from --responses files)
         self.models: dict[str, ModelClient | None] = {**dict.fromkeys(given), **sampled}
         self.given = given  # name -> {record id: response}
-        self.field = field
         self.labelers = labelers  # criterion -> labeler
         self.params = params
         self.seed = seed
-        self._settings = settings
+        self.run = run
         self.prompt_format: str = next(iter(labelers.values())).s.mode
 
     def read(self, line: Line) -> list[Job[Any]]:
         """A prompt (or a paper samples row's), with the --responses files' answers to it."""
-        if self.field is None and paper_samples.is_paper_row(line.data):
+        if self.run.field is None and paper_samples.is_paper_row(line.data):
             found = [paper_samples.prompt(line)]
         else:
-            found = prompt_items(line, field=self.field)
+            found = prompt_items(line, field=self.run.field)
         return [
             Job(
                 rid,
@@ -74,7 +86,19 @@ class CompareTask:
         ]
 
     def settings(self) -> dict[str, Any]:
-        return self._settings
+        label = next(iter(self.labelers.values())).s
+        return {
+            "judge": self.run.judge,
+            "base_url": self.run.judge_url,
+            "models": {name: list(self.run.models[name]) for name in sorted(self.run.models)},
+            "paper_sample": self.run.paper_sample,
+            "responses": sorted(self.given),
+            "criteria": {crit: labeler.constitution.sha256 for crit, labeler in self.labelers.items()},
+            "both_orders": label.both_orders,
+            "ensemble": label.ensemble,
+            "seed": self.seed,
+            "max_tokens": self.params.max_tokens,
+        }
 
     def preview(self, job: Job[CompareItem]) -> list[tuple[str, Request]]:
         """The sampled models' requests, then the first pair's question per criterion (an answer still to
@@ -177,9 +201,9 @@ def read_responses(path: str, *, field: str | None, paper_sample: int) -> dict[s
 
 def criteria_labelers(
     judge: ResilientClient, criteria: str, seed: int, ensemble: int, *, both_orders: bool
-) -> tuple[dict[str, Labeler], dict[str, str]]:
-    """--criteria CRITERION=CONSTITUTION,... -> a labeler per criterion (the judge's mode and votes as
-    label-pairs resolves them) and {criterion: constitution sha256} for the fingerprint."""
+) -> dict[str, Labeler]:
+    """--criteria CRITERION=CONSTITUTION,... -> a labeler per criterion, the judge's mode and votes resolved
+    as label-pairs resolves them."""
     from caitool.constitution import load_constitution
     from caitool.errors import UsageError
     from caitool.tasks.label_pairs import LabelSettings, load_label_templates, resolve_label_mode
@@ -187,7 +211,6 @@ def criteria_labelers(
     mode, n_votes = resolve_label_mode(judge, "auto", None)
     templates = load_label_templates()
     labelers: dict[str, Labeler] = {}
-    shas: dict[str, str] = {}
     for entry in criteria.split(","):
         crit, sep, cons_name = entry.partition("=")
         if not sep:
@@ -197,5 +220,4 @@ def criteria_labelers(
             mode=mode, seed=seed, ensemble=ensemble, both_orders=both_orders, votes=n_votes
         )
         labelers[crit] = Labeler(judge, cons, templates, settings)
-        shas[crit] = cons.sha256
-    return labelers, shas
+    return labelers
