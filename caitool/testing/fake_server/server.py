@@ -1,0 +1,425 @@
+"""The server: its state and handlers (all run on the server's event loop), the routes, and serving.
+
+`State` keeps the counters and the active config, answers the control endpoints (`/_stats`, `/_config`,
+`/_reset`) and runs every generation request through the fault machine (auth, canned bodies,
+misbehaviours, failing substrings, rpm, fail_first, the seeded p* draw, latency) before `replies.py`
+builds its reply. `build_app` is the one route table: a new endpoint group adds its routes there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from . import anthropic_api, openai_api
+from .config import Active, FakeConfig
+from .endpoints import CHAT, COMPLETIONS, GENERATION_ENDPOINTS, MESSAGES, MODELS
+from .faults import (
+    RETRY_AFTER_DATE_2100,
+    draws,
+    misbehaviour_of,
+    misshape,
+    reset_connection,
+)
+from .replies import build_reply
+from .request import api_key, prompt_key, prompt_texts
+
+MAX_RECORDED_BODIES = 10_000
+PROMPT_TEXT_CHARS = 300
+QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details (fake server)."
+
+
+def _error_body(endpoint: str, status: int, message: str | None, code: str | None) -> bytes:
+    if endpoint == MESSAGES:
+        return anthropic_api.error_body(status, message, code)
+    return openai_api.error_body(status, message, code)
+
+
+class State:
+    """Counters, the active config and every handler; lives on the server's event loop."""
+
+    def __init__(self, cfg: FakeConfig) -> None:
+        self.base = cfg  # what reset() goes back to: the constructor's / command line's config
+        self.active = Active(cfg)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.in_flight = 0
+        self.clear()
+
+    def clear(self) -> None:
+        """Zero the counters and drop the requests still in flight (a hang left by an earlier test)."""
+        for task in list(self.tasks):
+            task.cancel()
+        self.total = 0
+        self.req_seq = 0
+        self.max_in_flight = self.in_flight
+        self.by_endpoint: Counter[str] = Counter()
+        self.by_status: Counter[int] = Counter()
+        self.by_model: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+        self.prompts: dict[str, str] = {}
+        self.faults: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.bucket = -1.0  # refilled on first use
+        self.bucket_t = time.monotonic()
+        self.bucket_rpm = 0.0
+
+    def set_config(self, cfg: FakeConfig) -> None:
+        self.active = Active(cfg)
+
+    # -- control ----------------------------------------------------------------------------------------
+
+    def snapshot(self, brief: bool = False) -> dict[str, Any]:
+        hist = Counter(self.attempts.values())
+        out: dict[str, Any] = {
+            "total": self.total,
+            "by_endpoint": dict(self.by_endpoint),
+            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "by_model": dict(self.by_model),
+            "faults": dict(self.faults),
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "distinct_prompts": len(self.attempts),
+            "attempts_histogram": {str(k): v for k, v in sorted(hist.items())},
+        }
+        if not brief:
+            out["attempts"] = dict(self.attempts)
+            out["prompts"] = dict(self.prompts)
+            if self.active.cfg.record_bodies:
+                out["requests"] = list(self.bodies)
+        return out
+
+    def take_token(self, rpm: float) -> float | None:
+        """None when a request may go; else the seconds until the bucket has a token."""
+        rate = rpm / 60.0
+        cap = max(1.0, rate)
+        now = time.monotonic()
+        if self.bucket < 0 or self.bucket_rpm != rpm:
+            self.bucket, self.bucket_rpm = cap, rpm
+        else:
+            self.bucket = min(cap, self.bucket + (now - self.bucket_t) * rate)
+        self.bucket_t = now
+        if self.bucket >= 1.0:
+            self.bucket -= 1.0
+            return None
+        return (1.0 - self.bucket) / rate
+
+    async def handle_stats(self, request: web.Request) -> web.Response:
+        brief = request.query.get("brief", "") not in ("", "0", "false")
+        return web.json_response(self.snapshot(brief=brief))
+
+    async def _json_body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        if not raw.strip():
+            return {}
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        return body
+
+    async def handle_config(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            try:
+                self.set_config(FakeConfig.build(await self._json_body(request), self.active.cfg))
+            except ValueError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(self.active.cfg.to_dict())
+
+    async def handle_reset(self, request: web.Request) -> web.Response:
+        try:
+            cfg = FakeConfig.build(await self._json_body(request), self.base)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        self.clear()
+        self.set_config(cfg)
+        return web.json_response({"ok": True, "config": cfg.to_dict()})
+
+    # -- API --------------------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        self.req_seq += 1
+        rid = f"req_fake_{self.req_seq:08d}"
+        return {"x-request-id": rid, "request-id": rid}
+
+    def _error(
+        self,
+        endpoint: str,
+        status: int,
+        message: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        self.by_status[status] += 1
+        h = self._headers()
+        if headers:
+            h.update(headers)
+        body = _error_body(endpoint, status, message, code)
+        return web.Response(status=status, body=body, content_type="application/json", headers=h)
+
+    def _rate_limited(self, endpoint: str, wait: float, quota: bool = False) -> web.Response:
+        headers = {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
+        if quota:
+            return self._error(endpoint, 429, QUOTA_MESSAGE, "insufficient_quota", headers)
+        return self._error(endpoint, 429, headers=headers)
+
+    def _auth_failed(self, request: web.Request, active: Active) -> bool:
+        required = active.cfg.require_key
+        return required is not None and api_key(request) != required
+
+    async def handle_models(self, request: web.Request) -> web.Response:
+        self.total += 1
+        self.by_endpoint[MODELS] += 1
+        if self._auth_failed(request, self.active):
+            self.faults["require_key"] += 1
+            return self._error(CHAT, 401)
+        self.by_status[200] += 1
+        return web.Response(body=self.active.models_payload, content_type="application/json")
+
+    async def handle_generate(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._generate(request)
+        finally:
+            self.in_flight -= 1
+            if task is not None:
+                self.tasks.discard(task)
+
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
+        endpoint = request.path
+        active = self.active
+        cfg = active.cfg
+        self.total += 1
+        self.by_endpoint[endpoint] += 1
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return self._error(endpoint, 400, "the request body is not valid JSON")
+        if not isinstance(body, dict):
+            return self._error(endpoint, 400, "the request body must be a JSON object")
+        key = prompt_key(body)
+        self.attempts[key] += 1
+        attempt = self.attempts[key]
+        match_text, snippet, full_text = prompt_texts(endpoint, body)
+        if key not in self.prompts:
+            self.prompts[key] = (
+                full_text[-PROMPT_TEXT_CHARS:] if endpoint == COMPLETIONS else match_text[:300]
+            )
+        model = body.get("model")
+        model = model if isinstance(model, str) else ""
+        self.by_model[model] += 1
+        if cfg.record_bodies and len(self.bodies) < MAX_RECORDED_BODIES:
+            self.bodies.append({"endpoint": endpoint, "key": key, "attempt": attempt, "body": body})
+
+        if self._auth_failed(request, active):
+            self.faults["require_key"] += 1
+            return self._error(endpoint, 401)
+        if body.get("stream"):
+            return self._error(endpoint, 400, "stream=true is not supported by the fake server")
+        if cfg.canned_body is not None:
+            self.faults["canned"] += 1
+            self.by_status[cfg.canned_status] += 1
+            return web.Response(
+                status=cfg.canned_status,
+                body=cfg.canned_body.encode("utf-8", "surrogatepass"),
+                content_type="application/json",
+                headers={**self._headers(), **cfg.canned_headers},
+            )
+        misbehaviour = misbehaviour_of(model, cfg)
+        if misbehaviour is not None:
+            self.faults[misbehaviour[0]] += 1
+            early = self._misbehave_early(endpoint, misbehaviour, attempt)
+            if early is not None:
+                return early
+        for sub, status in cfg.fail_keys_containing.items():
+            if sub in full_text:
+                self.faults["fail_keys_containing"] += 1
+                if status >= 500:
+                    await self._sleep_latency(active, key, attempt)
+                return self._error(endpoint, status, f"this prompt always fails with {status} (fake server)")
+
+        fault: str | None = None
+        if endpoint in active.fault_endpoints and (cfg.fault_match is None or cfg.fault_match in full_text):
+            if cfg.rpm > 0:
+                wait = self.take_token(cfg.rpm)
+                if wait is not None:
+                    self.faults["rpm"] += 1
+                    return self._rate_limited(endpoint, wait)
+            if attempt <= cfg.fail_first:
+                self.faults["fail_first"] += 1
+                if cfg.fail_status == 429:
+                    return self._rate_limited(endpoint, cfg.retry_after)
+                if cfg.fail_status >= 500:
+                    await self._sleep_latency(active, key, attempt)
+                return self._error(endpoint, cfg.fail_status)
+            u = draws(cfg.seed, key, attempt)[0]
+            for edge, name in active.edges:
+                if u < edge:
+                    fault = name
+                    break
+        if fault is not None:
+            self.faults[fault] += 1
+            if fault == "p429":
+                return self._rate_limited(endpoint, cfg.retry_after)
+            if fault == "p429_quota":
+                return self._rate_limited(endpoint, cfg.retry_after, quota=True)
+        await self._sleep_latency(active, key, attempt)
+        if fault in ("p500", "p503", "p529"):
+            return self._error(endpoint, int(fault[1:]))
+        if fault == "p_hang":
+            await asyncio.sleep(cfg.hang_s)
+        if fault == "p_reset":
+            reset_connection(request)
+            return web.Response(status=200)  # never sent: aiohttp drops it on the closed transport
+
+        payload = build_reply(
+            endpoint,
+            body,
+            active,
+            match_text,
+            snippet,
+            empty=fault == "p_empty_choices",
+            garbage=fault == "p_garbage_answer",
+            seq=self.req_seq + 1,
+        )
+        if misbehaviour is not None:
+            misshape(payload, endpoint, *misbehaviour)
+        data = json.dumps(payload).encode()
+        headers = self._headers()
+        if misbehaviour is not None and misbehaviour[0] == "drip":
+            return await self._drip(request, data, headers, float(misbehaviour[1]) / 1000)
+        if misbehaviour is not None and misbehaviour[0] == "huge_chunked":
+            return await self._drip(request, data, headers, 0.0, chunk=2**16, chunked=True)
+        if fault == "p_truncate":
+            resp = web.StreamResponse(status=200, headers=headers)
+            resp.content_type = "application/json"
+            resp.content_length = len(data)
+            await resp.prepare(request)
+            await resp.write(data[: len(data) // 2])
+            if request.transport is not None:
+                request.transport.close()  # flushes the half body, then closes: the client sees a short read
+            return resp
+        self.by_status[200] += 1
+        return web.Response(body=data, content_type="application/json", headers=headers)
+
+    def _misbehave_early(
+        self, endpoint: str, misbehaviour: tuple[str, str], attempt: int
+    ) -> web.Response | None:
+        """The misbehaviours that replace the answer (429s, deep JSON); None for those that bend it."""
+        name, arg = misbehaviour
+        if name in ("ra", "ra_ms") or (name == "ra_once" and attempt == 1):
+            value = RETRY_AFTER_DATE_2100 if arg == "date2100" else arg
+            header = "retry-after-ms" if name == "ra_ms" else "retry-after"
+            return self._error(endpoint, 429, headers={header: value})
+        if name in ("deep_json", "deep_json_err"):
+            status = 200 if name == "deep_json" else 500
+            self.by_status[status] += 1
+            depth = 200_000 if name == "deep_json" else 30_000
+            return web.Response(status=status, body=b"[" * depth, content_type="application/json")
+        return None
+
+    async def _drip(
+        self,
+        request: web.Request,
+        data: bytes,
+        headers: Mapping[str, str],
+        every_s: float,
+        *,
+        chunk: int = 1,
+        chunked: bool = False,
+    ) -> web.StreamResponse:
+        """A 200 whose body comes `chunk` bytes every `every_s` seconds (a broken proxy trickling bytes);
+        `chunked`: without Content-Length (chunked transfer encoding)."""
+        resp = web.StreamResponse(status=200, headers=headers)
+        resp.content_type = "application/json"
+        if chunked:
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = len(data)
+        await resp.prepare(request)
+        for i in range(0, len(data), chunk):
+            await resp.write(data[i : i + chunk])
+            await asyncio.sleep(every_s)
+        self.by_status[200] += 1
+        return resp
+
+    async def _sleep_latency(self, active: Active, key: str, attempt: int) -> None:
+        lo, hi = active.latency
+        if hi <= 0:
+            return
+        delay = lo if hi == lo else lo + (hi - lo) * draws(active.cfg.seed, key, attempt)[1]
+        await asyncio.sleep(delay)
+
+
+def build_app(state: State) -> web.Application:
+    """The route table. A new endpoint group (files, batches) adds its routes here as a block of its own."""
+    app = web.Application(client_max_size=256 * 1024 * 1024)
+    # Generation (OpenAI chat and completions, Anthropic Messages): one handler, one fault machine.
+    for path in GENERATION_ENDPOINTS:
+        app.router.add_post(path, state.handle_generate)
+    app.router.add_get(MODELS, state.handle_models)
+    # Control (tests and benchmarks).
+    app.router.add_get("/_stats", state.handle_stats)
+    app.router.add_get("/_config", state.handle_config)
+    app.router.add_post("/_config", state.handle_config)
+    app.router.add_post("/_reset", state.handle_reset)
+    return app
+
+
+async def start_runner(state: State, host: str, port: int) -> tuple[web.AppRunner, int]:
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("the fake server binds to loopback only")
+    runner = web.AppRunner(
+        build_app(state),
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=0.5,
+        keepalive_timeout=75.0,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    await site.start()
+    return runner, int(runner.addresses[0][1])
+
+
+async def shutdown(state: State, runner: web.AppRunner) -> None:
+    for task in list(state.tasks):
+        task.cancel()
+    await runner.cleanup()
+
+
+async def serve(
+    config: FakeConfig, host: str = "127.0.0.1", port: int = 0, *, ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM (or cancellation); `ready(url)` is called once listening."""
+    state = State(config)
+    runner, bound = await start_runner(state, host, port)
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{bound}"
+    (ready or _print_listening)(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await shutdown(state, runner)
+
+
+def _print_listening(url: str) -> None:
+    sys.stdout.write(f"listening on {url}\n")
+    sys.stdout.flush()
