@@ -96,6 +96,7 @@ class RunFlags:
     on_bad_input: str = "fail"
     rejects: str | None = None
     dry_run: bool = False
+    shard: str | None = None  # "I/N": this run's part of the records (caitool.shards)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RunFlags:
@@ -120,29 +121,38 @@ def run_task(
     default concurrency is the run's unless --concurrency. Exits with the pipeline's exit code."""
     from caitool.inputs import count_lines
     from caitool.pipeline import RunSpec, execute
+    from caitool.shards import SHARD_SETTING, Shard, shard_jobs
     from caitool.tasks.base import make_process, print_preview
 
+    shard = Shard.parse(run.shard) if run.shard else None
     counts = RunCounts()
     policy = BadInputPolicy(run.on_bad_input, run.rejects, run.output, counts)
-    jobs = lines_to_jobs(run.input, policy, task.read)
+    jobs = shard_jobs(lines_to_jobs(run.input, policy, task.read), shard, lambda job: job.id)
     if run.dry_run:
         job = next(iter(jobs), None)
         if job is not None:
             print_preview(job.id, task.preview(job), task.prompt_format)
         raise typer.Exit(0)
+    settings, extra = task.settings(), dict(extra_manifest or {})
+    if shard is not None:
+        # The shard is a setting (a shard's output resumes only as that shard); the manifest also keeps the
+        # unsharded fingerprint, so `caitool merge` can make an output the unsharded command resumes.
+        unsharded = RunSpec(command=task.command, input=run.input, output=run.output, settings=settings)
+        extra["shard"] = shard.manifest(unsharded.fingerprint(), task.id_key)
+        settings = {**settings, SHARD_SETTING: str(shard)}
     spec = RunSpec(
         command=task.command,
         input=run.input,
         output=run.output,
         errors=run.errors,
-        settings=task.settings(),
+        settings=settings,
         concurrency=concurrency if concurrency is not None else clients[0].default_concurrency,
         limit=run.limit,
         quiet=run.quiet,
         overwrite=run.overwrite,
-        total=count_lines(run.input),
+        total=count_lines(run.input) if shard is None else None,  # a shard's share is known only at the end
         id_key=task.id_key,
-        extra_manifest=extra_manifest or {},
+        extra_manifest=extra,
     )
     raise typer.Exit(execute(spec, jobs, make_process(task), clients, price=price, counts=counts))
 

@@ -63,6 +63,13 @@ ErrorsOpt = Annotated[
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr (errors are still shown).")
 ]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help="I/N: only the records whose id hashes to shard I of N (job arrays; join with caitool merge).",
+    ),
+]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print the rendered prompts of the first record; no calls.")
 ]

@@ -11,6 +11,7 @@ from caitool.cli import (  # noqa: F401
     eval_labeler,
     export,
     label_pairs,
+    merge,
     mix,
     paper_samples,
     plot,

@@ -27,6 +27,7 @@ from caitool.cli._options import (
     RetriesOpt,
     RpmOpt,
     SeedOpt,
+    ShardOpt,
     TimeoutOpt,
     TpmOpt,
 )
@@ -90,6 +91,7 @@ def critique_revise(
     price: PriceOpt = None,
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = False,
+    shard: ShardOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Critique and revise model responses under sampled principles: an SL-CAI dataset with a full trace.

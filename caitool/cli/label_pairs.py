@@ -27,6 +27,7 @@ from caitool.cli._options import (
     RetriesOpt,
     RpmOpt,
     SeedOpt,
+    ShardOpt,
     TimeoutOpt,
     TpmOpt,
 )
@@ -116,6 +117,7 @@ def label_pairs(
     price: PriceOpt = None,
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = False,
+    shard: ShardOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Label response pairs with AI feedback: the paper's (A)/(B) question under a sampled principle, soft

@@ -26,6 +26,7 @@ from caitool.cli._options import (
     RetriesOpt,
     RpmOpt,
     SeedOpt,
+    ShardOpt,
     TimeoutOpt,
     TpmOpt,
 )
@@ -57,6 +58,7 @@ def sample_pairs(
     price: PriceOpt = None,
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = False,
+    shard: ShardOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Sample K responses per prompt from a policy (one request with n where the server supports it) and
