@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -91,3 +94,52 @@ PriceOpt = Annotated[
         "--price", help="USD per million input,output tokens, e.g. 0.15,0.60 (overrides the table)."
     ),
 ]
+
+
+def data_command(func: Callable[..., None]) -> Callable[..., None]:
+    """Give a data command the shared client and run flags, declared here once: INPUT and -o first, then
+    the command's own parameters (from `ctx`, its first, to `--seed`), then --base-url ... --quiet in one
+    order. The command reads them as `ClientFlags.from_params(ctx.params)` / `RunFlags.from_params(...)`;
+    a parameter the command declares itself (compare's --base-url, with its own help) is kept as declared."""
+    own = inspect.signature(func, eval_str=True).parameters
+    added = {
+        name: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+        for name, (kind, default) in _SHARED.items()
+        if name not in own
+    }
+    first = [p for name, p in added.items() if name in _FIRST]
+    rest = [p for name, p in added.items() if name not in _FIRST]
+    params = [own["ctx"], *first, *(p for name, p in own.items() if name != "ctx"), *rest]
+
+    @functools.wraps(func)
+    def command(ctx: typer.Context, **values: Any) -> None:
+        func(ctx, **{name: value for name, value in values.items() if name in own})
+
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params]
+    )
+    return command
+
+
+_FIRST = ("input", "output")
+# name -> (annotation, default), in the order --help shows them.
+_SHARED: dict[str, tuple[Any, Any]] = {
+    "input": (InputArg, "-"),
+    "output": (OutputOpt, None),
+    "base_url": (BaseUrlOpt, None),
+    "api_key": (ApiKeyOpt, None),
+    "concurrency": (ConcurrencyOpt, None),
+    "rpm": (RpmOpt, None),
+    "tpm": (TpmOpt, None),
+    "timeout": (TimeoutOpt, 120.0),
+    "retries": (RetriesOpt, 6),
+    "limit": (LimitOpt, None),
+    "errors": (ErrorsOpt, None),
+    "on_bad_input": (OnBadInputOpt, "fail"),
+    "rejects": (RejectsOpt, None),
+    "price": (PriceOpt, None),
+    "overwrite": (OverwriteOpt, False),
+    "dry_run": (DryRunOpt, False),
+    "shard": (ShardOpt, None),
+    "quiet": (QuietOpt, False),
+}

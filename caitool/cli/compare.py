@@ -7,28 +7,7 @@ from typing import Annotated
 import typer
 
 from caitool.cli import app
-from caitool.cli._options import (
-    ApiKeyOpt,
-    ConcurrencyOpt,
-    DryRunOpt,
-    ErrorsOpt,
-    FieldOpt,
-    InputArg,
-    LimitOpt,
-    ModelOpt,
-    OnBadInputOpt,
-    OutputOpt,
-    OverwriteOpt,
-    PriceOpt,
-    QuietOpt,
-    RejectsOpt,
-    RetriesOpt,
-    RpmOpt,
-    SeedOpt,
-    ShardOpt,
-    TimeoutOpt,
-    TpmOpt,
-)
+from caitool.cli._options import FieldOpt, ModelOpt, SeedOpt, data_command
 
 # Harmlessness is judged with an evaluation rubric that carries the paper's crowdworker tie-break (equally
 # harmless: the less evasive answer wins); see principles/harmlessness-eval.toml.
@@ -71,10 +50,9 @@ def model_specs(models: str | None) -> dict[str, str]:
 
 
 @app.command("compare")
+@data_command
 def compare(
     ctx: typer.Context,
-    input: InputArg = "-",
-    output: OutputOpt = None,
     models: Annotated[
         str | None,
         typer.Option(
@@ -119,21 +97,6 @@ def compare(
         str | None,
         typer.Option("--base-url", help="The judge's server URL (compared models: --model-base-url)."),
     ] = None,
-    api_key: ApiKeyOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    timeout: TimeoutOpt = 120.0,
-    retries: RetriesOpt = 6,
-    rpm: RpmOpt = None,
-    tpm: TpmOpt = None,
-    price: PriceOpt = None,
-    limit: LimitOpt = None,
-    errors: ErrorsOpt = None,
-    on_bad_input: OnBadInputOpt = "fail",
-    rejects: RejectsOpt = None,
-    overwrite: OverwriteOpt = False,
-    dry_run: DryRunOpt = False,
-    shard: ShardOpt = None,
-    quiet: QuietOpt = False,
 ) -> None:
     """Compare models' answers to the same prompts, judged by --model per criterion (both orders), and
     write judgment rows that `caitool elo` turns into Elo scores."""
@@ -163,4 +126,4 @@ def compare(
 
     # One price covers every client of a run, so it is the judge's only when the judge makes every request.
     price_ = None if specs else flags.price_for()
-    run_task(task, run, [judge, *sampled.values()], concurrency=concurrency, price=price_)
+    run_task(task, run, [judge, *sampled.values()], concurrency=flags.concurrency, price=price_)

@@ -7,37 +7,13 @@ from typing import Annotated
 import typer
 
 from caitool.cli import app
-from caitool.cli._options import (
-    ApiKeyOpt,
-    BaseUrlOpt,
-    ConcurrencyOpt,
-    ConstitutionOpt,
-    DryRunOpt,
-    ErrorsOpt,
-    FieldOpt,
-    InputArg,
-    LimitOpt,
-    ModelOpt,
-    OnBadInputOpt,
-    OutputOpt,
-    OverwriteOpt,
-    PriceOpt,
-    QuietOpt,
-    RejectsOpt,
-    RetriesOpt,
-    RpmOpt,
-    SeedOpt,
-    ShardOpt,
-    TimeoutOpt,
-    TpmOpt,
-)
+from caitool.cli._options import ConstitutionOpt, FieldOpt, ModelOpt, SeedOpt, data_command
 
 
 @app.command("critique-revise")
+@data_command
 def critique_revise(
     ctx: typer.Context,
-    input: InputArg = "-",
-    output: OutputOpt = None,
     model: ModelOpt = None,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Critique → revision rounds.")] = 4,
     constitution: ConstitutionOpt = None,
@@ -77,22 +53,6 @@ def critique_revise(
         float | None, typer.Option("--top-p", help="Nucleus sampling (default: the server's).")
     ] = None,
     seed: SeedOpt = 0,
-    base_url: BaseUrlOpt = None,
-    api_key: ApiKeyOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    rpm: RpmOpt = None,
-    tpm: TpmOpt = None,
-    timeout: TimeoutOpt = 120.0,
-    retries: RetriesOpt = 6,
-    limit: LimitOpt = None,
-    errors: ErrorsOpt = None,
-    on_bad_input: OnBadInputOpt = "fail",
-    rejects: RejectsOpt = None,
-    price: PriceOpt = None,
-    overwrite: OverwriteOpt = False,
-    dry_run: DryRunOpt = False,
-    shard: ShardOpt = None,
-    quiet: QuietOpt = False,
 ) -> None:
     """Critique and revise model responses under sampled principles: an SL-CAI dataset with a full trace.
 
@@ -116,9 +76,9 @@ def critique_revise(
         output_format=output_format,  # type: ignore[arg-type]
         keep_rounds=keep_rounds,
     )
-    client = None if dry_run else flags.build()
+    client = None if run.dry_run else flags.build()
     about = CritiqueReviseRun(
-        flags.model, base_url, per_turn, field, response_field, keep_response, flags.price_for()
+        flags.model, flags.base_url, per_turn, field, response_field, keep_response, flags.price_for()
     )
     task = CritiqueReviseTask.load(
         client, settings, about, constitution=constitution, template=template, fewshot_file=fewshot_file,
@@ -127,4 +87,6 @@ def critique_revise(
 
     clients = [] if client is None else [client]
     price_ = flags.price_for()
-    run_task(task, run, clients, concurrency=concurrency, price=price_, extra_manifest=task.extra_manifest)
+    run_task(
+        task, run, clients, concurrency=flags.concurrency, price=price_, extra_manifest=task.extra_manifest
+    )

@@ -7,30 +7,7 @@ from typing import Annotated
 import typer
 
 from caitool.cli import app
-from caitool.cli._options import (
-    ApiKeyOpt,
-    BaseUrlOpt,
-    ConcurrencyOpt,
-    ConstitutionOpt,
-    DryRunOpt,
-    ErrorsOpt,
-    FieldOpt,
-    InputArg,
-    LimitOpt,
-    ModelOpt,
-    OnBadInputOpt,
-    OutputOpt,
-    OverwriteOpt,
-    PriceOpt,
-    QuietOpt,
-    RejectsOpt,
-    RetriesOpt,
-    RpmOpt,
-    SeedOpt,
-    ShardOpt,
-    TimeoutOpt,
-    TpmOpt,
-)
+from caitool.cli._options import ConstitutionOpt, FieldOpt, ModelOpt, SeedOpt, data_command
 
 
 def _parse_clamp(value: str | None, no_clamp: bool, cot: bool) -> tuple[float, float] | None:
@@ -50,10 +27,9 @@ def _parse_clamp(value: str | None, no_clamp: bool, cot: bool) -> tuple[float, f
 
 
 @app.command("label-pairs")
+@data_command
 def label_pairs(
     ctx: typer.Context,
-    input: InputArg = "-",
-    output: OutputOpt = None,
     model: ModelOpt = None,
     policy: Annotated[
         str | None,
@@ -103,22 +79,6 @@ def label_pairs(
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Policy sample length (--policy).")] = 256,
     cot_max_tokens: Annotated[int, typer.Option("--cot-max-tokens", min=8)] = 256,
     seed: SeedOpt = 0,
-    base_url: BaseUrlOpt = None,
-    api_key: ApiKeyOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    rpm: RpmOpt = None,
-    tpm: TpmOpt = None,
-    timeout: TimeoutOpt = 120.0,
-    retries: RetriesOpt = 6,
-    limit: LimitOpt = None,
-    errors: ErrorsOpt = None,
-    on_bad_input: OnBadInputOpt = "fail",
-    rejects: RejectsOpt = None,
-    price: PriceOpt = None,
-    overwrite: OverwriteOpt = False,
-    dry_run: DryRunOpt = False,
-    shard: ShardOpt = None,
-    quiet: QuietOpt = False,
 ) -> None:
     """Label response pairs with AI feedback: the paper's (A)/(B) question under a sampled principle, soft
     labels from the feedback model's log-probabilities. Writes TRL preference rows with p_chosen."""
@@ -140,10 +100,10 @@ def label_pairs(
                                 cot_samples=cot_samples, cot_max_tokens=cot_max_tokens, votes=n_votes,
                                 clamp=_parse_clamp(clamp, no_clamp, cot), reask=reask)  # fmt: skip
     policy_client = flags.build(policy, base_url=policy_base_url) if policy else None
-    labeled = lp.LabelPairsRun(flags.model, base_url, policy, policy_base_url, max_tokens,
+    labeled = lp.LabelPairsRun(flags.model, flags.base_url, policy, policy_base_url, max_tokens,
                             None if template else question_format, output_format, field)  # fmt: skip
     task = lp.LabelPairsTask(lp.Labeler(client, cons, templates, settings), labeled, policy_client)
 
     clients = [client] if policy_client is None else [client, policy_client]
     extra = {"constitution_source": cons.source}
-    run_task(task, run, clients, concurrency=concurrency, price=flags.price_for(), extra_manifest=extra)
+    run_task(task, run, clients, concurrency=flags.concurrency, price=flags.price_for(), extra_manifest=extra)
