@@ -13,6 +13,7 @@ import random
 import time
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from caitool.errors import ProviderError
@@ -20,6 +21,7 @@ from caitool.providers import get_client
 from caitool.providers._http import parse_retry_after
 from caitool.providers.base import GenerateParams, Message
 from caitool.retry import RateLimiter, ResilientClient, RetryPolicy
+from caitool.testing.fake_server import FakeServer
 
 
 def resilient(base_url: str = "http://127.0.0.1:9/v1", **policy: Any) -> ResilientClient:
@@ -106,3 +108,23 @@ def test_plain_retry_after_seconds_is_honoured_over_http() -> None:
     assert asyncio.run(main()) == "fine"
     assert len(arrivals) == 2
     assert arrivals[1] - arrivals[0] >= 1.95
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_a_non_retryable_error_is_sent_once(fake: FakeServer, status: int) -> None:
+    """docs/providers.md: 400, 404, 422 fail at once. Each retry is a request that may be billed."""
+    fake.configure(fail_first=5, fail_status=status)
+
+    async def main() -> ProviderError:
+        rc = resilient(fake.openai_base_url, initial_wait=0.01, retries=3)
+        try:
+            await rc.chat([Message("user", "hi")], GenerateParams(max_tokens=4))
+        except ProviderError as exc:
+            return exc
+        finally:
+            await rc.aclose()
+        raise AssertionError("the error was not raised")
+
+    exc = asyncio.run(main())
+    assert exc.status == status and not exc.retryable
+    assert fake.stats()["total"] == 1
