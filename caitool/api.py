@@ -36,6 +36,7 @@ from caitool.providers.base import GenerateParams
 from caitool.retry import ResilientClient
 from caitool.runner import Job
 from caitool.store import read_jsonl
+from caitool.tasks.ab_question import resolve_label_mode
 from caitool.tasks.base import RecordTask, StepCache, make_process
 from caitool.tasks.compare import CompareRun, CompareTask, criteria_labelers
 from caitool.tasks.critique_revise import CritiqueReviseRun, CritiqueReviseSettings, CritiqueReviseTask
@@ -46,7 +47,6 @@ from caitool.tasks.label_pairs import (
     LabelPairsTask,
     LabelSettings,
     load_label_templates,
-    resolve_label_mode,
 )
 from caitool.tasks.sample_pairs import SamplePairsTask
 

@@ -85,6 +85,7 @@ def label_pairs(
     from caitool.cli._common import ClientFlags, RunFlags, check_choice, run_task
     from caitool.constitution import load_constitution
     from caitool.tasks import label_pairs as lp
+    from caitool.tasks.ab_question import resolve_label_mode
 
     flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params(ctx.params)
     check_choice("--prompt-format", prompt_format, ("auto", "completion", "chat", "chat-prefill"))
@@ -95,7 +96,7 @@ def label_pairs(
         template or lp.QUESTION_FORMATS[question_format], fewshot_file or "label_pairs_fewshot", fewshot
     )
     client = flags.build()
-    mode, n_votes = lp.resolve_label_mode(client, prompt_format, votes)
+    mode, n_votes = resolve_label_mode(client, prompt_format, votes)
     settings = lp.LabelSettings(mode=mode, seed=seed, ensemble=ensemble, both_orders=both_orders, cot=cot,
                                 cot_samples=cot_samples, cot_max_tokens=cot_max_tokens, votes=n_votes,
                                 clamp=_parse_clamp(clamp, no_clamp, cot), reask=reask)  # fmt: skip

@@ -106,15 +106,10 @@ async def _try(prompt: str, client: Any, cons: Any, templates: Any, settings: An
     from caitool.parsing import clean_critique, clean_response, clean_revision
     from caitool.providers.base import Message
     from caitool.runner import Job
+    from caitool.tasks.ab_question import resolve_label_mode
     from caitool.tasks.base import StepCache
     from caitool.tasks.critique_revise import CritiqueReviser, draw_principles
-    from caitool.tasks.label_pairs import (
-        Labeler,
-        LabelSettings,
-        auto_mode,
-        default_votes,
-        load_label_templates,
-    )
+    from caitool.tasks.label_pairs import Labeler, LabelSettings, load_label_templates
 
     rid = "try"
     item = PromptItem((Message("user", prompt),))
@@ -148,11 +143,12 @@ async def _try(prompt: str, client: Any, cons: Any, templates: Any, settings: An
             reviser = CritiqueReviser(client, cons, templates, settings)
             trace = await reviser.run(Job(rid, "try", item), StepCache(save=show))
             screen.section("Final revision", trace["final_response"], "bold green")
+            mode, votes = resolve_label_mode(client, "auto", None)
             labeler = Labeler(
                 client,
                 cons,
                 load_label_templates(),
-                LabelSettings(mode=auto_mode(client), seed=settings.seed, votes=default_votes(client)),
+                LabelSettings(mode=mode, seed=settings.seed, votes=votes),
             )
             pair = PairItem(item.messages, trace["initial_response"], trace["final_response"])
             row = await labeler.label(Job(rid, "try", pair))

@@ -206,7 +206,8 @@ def criteria_labelers(
     as label-pairs resolves them."""
     from caitool.constitution import load_constitution
     from caitool.errors import UsageError
-    from caitool.tasks.label_pairs import LabelSettings, load_label_templates, resolve_label_mode
+    from caitool.tasks.ab_question import resolve_label_mode
+    from caitool.tasks.label_pairs import LabelSettings, load_label_templates
 
     mode, n_votes = resolve_label_mode(judge, "auto", None)
     templates = load_label_templates()

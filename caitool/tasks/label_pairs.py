@@ -16,7 +16,6 @@ never a silent 0.5. Writes: a TRL conversational preference row with `p_chosen`,
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,15 +25,9 @@ from caitool.inputs import Line, PairItem, pair_item, prompt_items
 from caitool.labels import (
     LABEL_METHOD,
     MIN_OPTION_MASS,
-    TWO_OPTIONS,
-    NoAnswer,
-    OptionScore,
-    UnusableLogprobs,
     clamp,
     logit,
     parse_vote,
-    resolve,
-    score_answer,
     vote_probability,
 )
 from caitool.prompts import (
@@ -48,14 +41,19 @@ from caitool.prompts import (
     render,
     templates_hash,
 )
-from caitool.providers.base import Choice, Completion, GenerateParams, Message, Usage
+from caitool.providers.base import GenerateParams, Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job, RecordFailed
 from caitool.seeds import derive_seed
+from caitool.tasks.ab_question import (
+    DEFAULT_VOTES,
+    ABQuestion,
+    Mode,
+    read_answer,
+)
 from caitool.tasks.base import Request, StepCache
 from caitool.tasks.sample_pairs import make_pairs, sample_responses
 
-Mode = Literal["completion", "chat", "chat-prefill"]
 Order = Literal["ab", "ba"]
 
 # The named question formats (`--question-format`), each a data file under prompts/. "paper" reproduces the
@@ -137,38 +135,6 @@ def load_label_templates(
     return LabelTemplates(data.get("completion", {}), data.get("chat", {}), tuple(examples), source, sha)
 
 
-DEFAULT_VOTES = 5  # sampled answers per question when the model gives no log-probs
-
-
-def auto_mode(client: ResilientClient) -> Mode:
-    """chat-prefill where the client renders its own chat template (local models), else chat."""
-    return "chat-prefill" if client.render_chat is not None else "chat"
-
-
-def default_votes(client: ResilientClient, given: int | None = None) -> int:
-    """The vote count to use: the one given, else DEFAULT_VOTES for a model without log-probs, else 0
-    (labels come from log-probs)."""
-    if given is not None:
-        return given
-    return 0 if client.supports_logprobs else DEFAULT_VOTES
-
-
-def resolve_label_mode(client: ResilientClient, prompt_format: str, votes: int | None) -> tuple[Mode, int]:
-    """The question mode and vote count for `client`: `auto` is chat-prefill where the client renders its
-    own chat template, else chat; votes default to DEFAULT_VOTES where the model gives no log-probs. A
-    mode the client cannot serve is a usage error, so label-pairs, compare, eval-labeler and rl --reward
-    refuse the same things the same way."""
-    mode = auto_mode(client) if prompt_format == "auto" else prompt_format
-    if mode == "completion" and not client.supports_completions:
-        raise UsageError(f"{client.spec} has no raw-completion endpoint", hint="use --prompt-format chat")
-    if mode == "chat-prefill" and client.render_chat is None:
-        raise UsageError("--prompt-format chat-prefill needs a local/ model", hint="use chat or completion")
-    n_votes = default_votes(client, votes)
-    if n_votes and mode != "chat":
-        raise UsageError("--votes needs --prompt-format chat")
-    return mode, n_votes  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
 class LabelSettings:
     mode: Mode = "chat"
@@ -240,71 +206,6 @@ def label_source(settings: LabelSettings, questions: list[Question] | None = Non
     return f"cot-{base}" if settings.cot else base
 
 
-@dataclass
-class AnswerRead:
-    """The outcome of asking for an answer and reading its log-probs, re-asks included."""
-
-    score: OptionScore | None  # None: no trusted answer (see `best`, `error`)
-    reasks: int
-    raw: str
-    resolved: bool = False
-    best: OptionScore | None = None  # the untrusted score with the most option mass
-    error: str | None = None  # why the last log-probs were unusable
-
-
-# An unresolved opening with at least this much mass is worth one more request to observe its letter.
-RESOLVE_MIN_MASS = 0.01
-
-
-def _display(token: str) -> str:
-    return token.replace("▁", " ").replace("Ġ", " ")
-
-
-async def read_answer(
-    ask: Callable[[list[Message] | str, int], Any],
-    request: list[Message] | str,
-    seed: int,
-    reask: int,
-    options: str = TWO_OPTIONS,
-    spec: str = "model",
-) -> AnswerRead:
-    """Ask (bounded re-asks) until the answer's log-probs name an option with at least MIN_OPTION_MASS.
-    `ask(request, seed)` returns a Choice (or None). On a raw-completion request whose answer left mass on an
-    opening it did not take, the opening is appended to the prompt and asked once to observe P1 exactly."""
-    raw, best, error = "", None, None
-    for attempt in range(reask + 1):
-        choice: Choice | None = await ask(request, seed + attempt)
-        if choice is None:
-            continue
-        raw = choice.text
-        if not choice.logprobs:
-            raise RecordFailed(
-                f"{spec} returned no log-probs",
-                {"hint": "this server drops log-probs: use --votes K", "raw": raw},
-            )
-        resolved = False
-        try:
-            score = score_answer(choice.logprobs, options)
-        except UnusableLogprobs as e:
-            error = str(e)
-            continue
-        except NoAnswer:
-            continue
-        if isinstance(request, str) and score.opening and score.unresolved >= RESOLVE_MIN_MASS:
-            after: Choice | None = await ask(request + _display(score.opening), seed + attempt)
-            if after is not None and after.logprobs:
-                try:
-                    score = resolve(score, score_answer(after.logprobs, options))
-                    resolved = True
-                except NoAnswer:
-                    pass  # keep the bounded estimate
-        if score.trusted:
-            return AnswerRead(score, attempt, raw, resolved)
-        if best is None or score.ab_mass > best.ab_mass:
-            best = score
-    return AnswerRead(None, reask, raw, best=best, error=error)
-
-
 class Labeler:
     def __init__(
         self,
@@ -317,6 +218,7 @@ class Labeler:
         self.constitution = constitution
         self.t = templates
         self.s = settings
+        self.ask = ABQuestion(client, temperature=settings.temperature, top_logprobs=settings.top_logprobs)
         if not constitution.comparisons:
             raise ConfigError(f"constitution {constitution.name!r} has no comparison principles")
 
@@ -409,46 +311,10 @@ class Labeler:
         msgs.append(Message("user", self._fill(ch[key], item.messages, principle.text, a, b, ch)))
         return msgs
 
-    def _prefilled(self, messages: list[Message], prefix: str) -> str:
-        render_chat = self.client.render_chat
-        if render_chat is None:
-            raise ConfigError(f"{self.client.spec}: chat-prefill needs a local model with a chat template")
-        return render_chat(messages) + prefix
-
-    # -- model calls ------------------------------------------------------------------------------------
-
-    def _params(
-        self, *, max_tokens: int, logprobs: bool, seed: int, n: int = 1, stop: tuple[str, ...] = ()
-    ) -> GenerateParams:
-        return GenerateParams(
-            temperature=self.s.temperature,
-            max_tokens=max_tokens,
-            logprobs=logprobs,
-            top_logprobs=self.s.top_logprobs if logprobs else 0,
-            seed=seed,
-            n=n,
-            stop=stop,
-        )
-
-    async def _call(self, request: list[Message] | str, params: GenerateParams, usage: Usage) -> Completion:
-        if isinstance(request, str):
-            result = await self.client.complete(request, params)
-        else:
-            result = await self.client.chat(request, params)
-        usage.add(result.usage)
-        return result
-
-    def _ask_logprobs(self, usage: Usage) -> Callable[[list[Message] | str, int], Any]:
-        async def ask(request: list[Message] | str, seed: int) -> Choice | None:
-            result = await self._call(request, self._params(max_tokens=3, logprobs=True, seed=seed), usage)
-            return result.choices[0] if result.choices else None
-
-        return ask
-
     async def _answer_logprobs(self, request: list[Message] | str, seed: int, usage: Usage) -> Question:
         """P(A) from the answer's log-probs (re-asked when no option, or too little mass on the options);
         when none is trusted, from sampled votes instead ("votes-fallback"); else the record fails."""
-        ask = self._ask_logprobs(usage)
+        ask = self.ask.logprob_asker(usage)
         read = await read_answer(ask, request, seed, self.s.reask, spec=self.client.spec)
         score = read.score
         if score is not None:
@@ -492,32 +358,10 @@ class Labeler:
             votes_received=received,
         )
 
-    async def _sample(
-        self,
-        request: list[Message] | str,
-        k: int,
-        seed: int,
-        usage: Usage,
-        max_tokens: int,
-        stop: tuple[str, ...] = (),
-    ) -> list[Choice]:
-        """K sampled answers; a server that ignores `n` (returns fewer choices) is topped up with further
-        requests, at most K in all; the caller records how many actually came back."""
-        choices: list[Choice] = []
-        for call in range(k):
-            if len(choices) >= k:
-                break
-            params = self._params(
-                max_tokens=max_tokens, logprobs=False, seed=seed + 7919 * call, n=k - len(choices), stop=stop
-            )
-            result = await self._call(request, params, usage)
-            choices.extend(result.choices)
-        return choices[:k]
-
     async def _vote_round(
         self, request: list[Message] | str, seed: int, usage: Usage, k: int, max_tokens: int
     ) -> tuple[dict[str, int], int, str]:
-        choices = await self._sample(request, k, seed, usage, max_tokens)
+        choices = await self.ask.sample(request, k, seed, usage, max_tokens)
         votes = {"A": 0, "B": 0}
         for choice in choices:
             vote = parse_vote(choice.text)
@@ -586,7 +430,7 @@ class Labeler:
             if self.s.mode == "chat-prefill":
                 assert not isinstance(request, str)
                 # The few-shot answers read "(B)", so the forced prefix is the opening parenthesis.
-                request = self._prefilled(request, "(")
+                request = self.ask.prefilled(request, "(")
             q = await self._answer_logprobs(request, seed, usage)
             q.principle_id, q.order = principle.id, order
         if order == "ba":  # the question's (A) was response B: express it as P(response A better)
@@ -610,7 +454,7 @@ class Labeler:
         if self.s.mode == "chat" and isinstance(request, list):
             if self.s.votes or not self.client.supports_logprobs:
                 # Votes from the conclusions of K sampled chains of thought.
-                chains = await self._sample(request, k, seed, usage, self.s.cot_max_tokens)
+                chains = await self.ask.sample(request, k, seed, usage, self.s.cot_max_tokens)
                 texts = [ch_.text for ch_ in chains]
                 parsed = [parse_vote(t) for t in texts]
                 a, b = parsed.count("A"), parsed.count("B")
@@ -626,7 +470,7 @@ class Labeler:
                     source="votes",
                     votes_received=len(texts),
                 )
-            chains = await self._sample(request, k, seed, usage, self.s.cot_max_tokens)
+            chains = await self.ask.sample(request, k, seed, usage, self.s.cot_max_tokens)
             texts = [ch_.text.strip() for ch_ in chains]
             requests: list[list[Message] | str] = [
                 [*request, Message("assistant", t), Message("user", ch["cot_followup"])] for t in texts
@@ -635,13 +479,13 @@ class Labeler:
             if isinstance(
                 request, list
             ):  # chat-prefill: the local model's own template, then a forced prefix
-                base = self._prefilled(request, "Let's think step-by-step:")
+                base = self.ask.prefilled(request, "Let's think step-by-step:")
                 answer_tail = " {reasoning}\n\nSo the answer is: ("
             else:
                 base = request
                 answer_tail = ""
             stop = tuple(c.get("cot_stop", ()))
-            chains = await self._sample(base, k, seed, usage, self.s.cot_max_tokens, stop)
+            chains = await self.ask.sample(base, k, seed, usage, self.s.cot_max_tokens, stop)
             texts = [ch_.text.strip() for ch_ in chains]
             if answer_tail:
                 requests = [base + answer_tail.format(reasoning=t) for t in texts]

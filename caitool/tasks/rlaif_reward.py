@@ -106,10 +106,10 @@ def ai_feedback_reward(
     way the client's declared capabilities allow (chat-prefill where it renders its own chat template, votes
     where it has no log-probs)."""
     from caitool.constitution import load_constitution
-    from caitool.tasks.label_pairs import LabelSettings, auto_mode, default_votes, load_label_templates
+    from caitool.tasks.ab_question import resolve_label_mode
+    from caitool.tasks.label_pairs import LabelSettings, load_label_templates
 
-    settings = LabelSettings(
-        mode=auto_mode(client), seed=seed, both_orders=both_orders, votes=default_votes(client)
-    )
+    mode, votes = resolve_label_mode(client, "auto", None)
+    settings = LabelSettings(mode=mode, seed=seed, both_orders=both_orders, votes=votes)
     labeler = Labeler(client, load_constitution(constitution), load_label_templates(), settings)
     return AIFeedbackReward(labeler)

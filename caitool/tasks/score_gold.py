@@ -22,18 +22,12 @@ from caitool.errors import RecordFailed, UsageError
 from caitool.evaluation.gold import GoldItem, probability_row, question_body
 from caitool.labels import LABEL_METHOD, TWO_OPTIONS, parse_vote, vote_probability
 from caitool.prompts import content_hash
-from caitool.providers.base import Choice, GenerateParams, Message, Usage
+from caitool.providers.base import Message, Usage
 from caitool.retry import ResilientClient
 from caitool.runner import Job
 from caitool.seeds import derive_seed
-from caitool.tasks.label_pairs import (
-    Labeler,
-    LabelSettings,
-    auto_mode,
-    default_votes,
-    load_label_templates,
-    read_answer,
-)
+from caitool.tasks.ab_question import ABQuestion, auto_mode, default_votes, read_answer
+from caitool.tasks.label_pairs import Labeler, LabelSettings, load_label_templates
 
 
 @dataclass(frozen=True)
@@ -66,47 +60,7 @@ class QuestionScorer:
     def __init__(self, client: ResilientClient, settings: ScoreSettings) -> None:
         self.client = client
         self.settings = settings
-
-    def _params(
-        self, *, logprobs: bool, n: int, seed: int, max_tokens: int, stop: tuple[str, ...] = ()
-    ) -> Any:
-        return GenerateParams(
-            temperature=self.settings.temperature,
-            max_tokens=max_tokens,
-            logprobs=logprobs,
-            top_logprobs=self.settings.top_logprobs if logprobs else 0,
-            n=n,
-            seed=seed,
-            stop=stop,
-        )
-
-    async def _call(self, request: list[Message] | str, params: GenerateParams, usage: Usage) -> list[Choice]:
-        if isinstance(request, str):
-            result = await self.client.complete(request, params)
-        else:
-            result = await self.client.chat(request, params)
-        usage.add(result.usage)
-        return list(result.choices)
-
-    async def _sample(
-        self,
-        request: list[Message] | str,
-        k: int,
-        seed: int,
-        usage: Usage,
-        max_tokens: int,
-        stop: tuple[str, ...],
-    ) -> list[Choice]:
-        """K samples, topped up with further requests when a server ignores `n`."""
-        out: list[Choice] = []
-        for call in range(k):
-            if len(out) >= k:
-                break
-            params = self._params(
-                logprobs=False, n=k - len(out), seed=seed + 7919 * call, max_tokens=max_tokens, stop=stop
-            )
-            out.extend(await self._call(request, params, usage))
-        return out[:k]
+        self.ask = ABQuestion(client, temperature=settings.temperature, top_logprobs=settings.top_logprobs)
 
     async def _read(
         self, request: list[Message] | str, seed: int, usage: Usage, letters: str, untrusted: list[float]
@@ -114,7 +68,7 @@ class QuestionScorer:
         if self.settings.votes:
             raw = ""
             for attempt in range(self.settings.reask + 1):
-                choices = await self._sample(request, self.settings.votes, seed + attempt, usage, 8, ())
+                choices = await self.ask.sample(request, self.settings.votes, seed + attempt, usage, 8, ())
                 votes = [parse_vote(c.text, letters) for c in choices]
                 raw = choices[-1].text if choices else ""
                 if any(votes):
@@ -128,10 +82,7 @@ class QuestionScorer:
                 f"no option in sampled votes after {self.settings.reask + 1} attempts", {"raw": raw}
             )
 
-        async def ask(req: list[Message] | str, s: int) -> Choice | None:
-            choices = await self._call(req, self._params(logprobs=True, n=1, seed=s, max_tokens=3), usage)
-            return choices[0] if choices else None
-
+        ask = self.ask.logprob_asker(usage)
         read = await read_answer(ask, request, seed, self.settings.reask, letters, self.client.spec)
         if read.score is None and read.best is not None:
             # Measuring, not labelling: the model's own low-mass answer is what is being evaluated, so it
@@ -162,7 +113,7 @@ class QuestionScorer:
         base: list[Message] | str = (
             [Message("user", f"{body}\n\n{CHAT_COT_ASK}")] if chat else COT_OPEN + body + COT_REASON
         )
-        chains = await self._sample(
+        chains = await self.ask.sample(
             base,
             self.settings.cot_samples,
             seed,
