@@ -1,6 +1,7 @@
 """A fake model provider: `fake/MODEL` talks to an OpenAI-compatible server at $FAKE_PROVIDER_BASE_URL (in the
 tests, caitool's fake server) through caitool's own OpenAI adapter, as a plugin for a hosted OpenAI-compatible
-service would. Its client declares its own capabilities: no raw completions, 3 records in flight by default."""
+service would. Its client declares its own capabilities: no raw completions, 3 records in flight by
+default."""
 
 from __future__ import annotations
 
