@@ -53,7 +53,7 @@ bench: setup-dev
 	$(BIN)/python benchmarks/bench_throughput.py
 
 # Hand-written mutations of the core modules, each run against the tests that cover it in a temporary copy
-# (scripts/mutate.py; about 30 minutes on 2 busy cores). Survivors name promises no test guards.
+# (scripts/mutate.py; 40-65 minutes on 2 busy cores, less when few survive). Survivors: promises no test guards.
 mutate: setup-dev
 	$(BIN)/python scripts/mutate.py
 
