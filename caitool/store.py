@@ -23,6 +23,7 @@ Writing to stdout (`-`), or to a pipe, FIFO or device (`/dev/null`), has no resu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -64,13 +65,41 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[dict[str, Any]]) -> None
     os.replace(tmp, p)
 
 
+def _canonical(value: object) -> object:
+    """What a record's input *says*, independent of how the code holds it: dataclasses become a dict of the
+    fields that differ from their defaults (so adding a field with a default, renaming a class or moving it
+    between modules does not change the hash of an existing record), minus `where` (the input file's path and
+    line: the same record read from a moved or re-cloned file is the same record)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, object] = {}
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if f.name == "where":
+                continue
+            if f.default is not dataclasses.MISSING and v == f.default:
+                continue
+            if f.default_factory is not dataclasses.MISSING and v == f.default_factory():
+                continue
+            out[f.name] = _canonical(v)
+        return out
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(type(value).__name__)
+
+
 def record_hash(item: object) -> str:
-    """A short hash of a record's input (a job's item: frozen dataclasses of str, tuples and numbers, whose
-    repr is stable across runs). "" when the repr would name a memory address, which no run can repeat."""
-    text = repr(item)
-    if " at 0x" in text:
+    """A short hash of a record's input (a job's item: dataclasses of str, numbers, tuples and dicts), from
+    its content rather than its Python repr, so a code change that keeps the input's meaning keeps the hash
+    and a half-finished run still resumes. "" for an item of another kind, whose hash no run could repeat."""
+    try:
+        text = json.dumps(_canonical(item), sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    except (TypeError, ValueError):
         return ""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return hashlib.blake2b(text.encode("ascii"), digest_size=8).hexdigest()
 
 
 def _write_all(fd: int, data: bytes, name: str) -> None:

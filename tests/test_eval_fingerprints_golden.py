@@ -74,8 +74,9 @@ def test_fingerprint_is_unchanged(fake: FakeServer, tmp_path: Path, name: str) -
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_output_of_the_previous_version_resumes(fake: FakeServer, tmp_path: Path, name: str) -> None:
     """tests/data/previous_version/NAME holds what the earlier version wrote for COMMANDS[NAME], cut back to
-    its first two committed records (output and done file), as a run killed there leaves them. The same
-    command now finishes the run without --overwrite, keeping every row already written, byte for byte."""
+    its first two committed records, as a run killed there leaves them, without the done file that the last
+    release (ffd997e) did not write. The same command now finishes the run without --overwrite, keeping every
+    row already written, byte for byte."""
     for f in (PREVIOUS / name).iterdir():
         shutil.copy(f, tmp_path / f.name)
     durable = tmp_path / ("out.jsonl.raw.jsonl" if name == "red-team" else "out.jsonl")

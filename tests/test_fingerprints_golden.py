@@ -110,8 +110,9 @@ def test_fingerprint_is_unchanged(fake: FakeServer, tmp_path: Path, name: str) -
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_output_of_the_previous_version_resumes(fake: FakeServer, tmp_path: Path, name: str) -> None:
     """tests/data/previous_version/NAME holds the files the earlier version wrote for COMMANDS[NAME] with
-    --limit 2 (mix: the whole run). The same command now finishes the run without --overwrite, keeping
-    every row already written, byte for byte."""
+    --limit 2 (mix: the whole run), without the done file that the last release (ffd997e) did not write.
+    The same command now finishes the run without --overwrite, keeping every row already written, byte for
+    byte."""
     for f in (PREVIOUS / name).iterdir():
         shutil.copy(f, tmp_path / f.name)
     before = (tmp_path / "out.jsonl").read_bytes()

@@ -28,7 +28,7 @@ from caitool.cli._options import (
 def try_(
     prompt: Annotated[str, typer.Argument(help="The human turn to send through the rounds.")],
     model: ModelOpt = None,
-    rounds: Annotated[int, typer.Option("--rounds", "-n", min=1, help="Critique → revision rounds.")] = 4,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Critique → revision rounds.")] = 4,
     constitution: ConstitutionOpt = None,
     seed: SeedOpt = 0,
     temperature: Annotated[float, typer.Option("--temperature", min=0)] = 1.0,
