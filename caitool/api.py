@@ -81,7 +81,7 @@ async def _run(
     in_flight = concurrency or clients[0].default_concurrency
     if output is None:
         return await _in_memory(task, jobs, clients, in_flight)
-    spec = RunSpec(
+    run = RunSpec(
         command=task.command,
         input="-",
         output=output,
@@ -94,7 +94,7 @@ async def _run(
     )
     # The pipeline runs its own event loop (signals, progress, closing the clients): a thread keeps the
     # caller's loop free.
-    code = await asyncio.to_thread(execute, spec, iter(jobs), make_process(task), clients, price=price)
+    code = await asyncio.to_thread(execute, run, iter(jobs), make_process(task), clients, price=price)
     if code == EXIT_INTERRUPTED:
         raise KeyboardInterrupt
     return read_jsonl(output)

@@ -4,11 +4,12 @@
     ├── UsageError (exit 2)        bad flags, a refused resume, an unknown model spec
     │   └── InputError (exit 2)    bad input data; carries file:line
     ├── ConfigError (exit 2)       a constitution or template that does not validate
-    ├── ProviderError (exit 1)     a model call failed; `retryable` says whether the runner may try again
-    └── ParseError (exit 1)        a model answer that could not be parsed; keeps the raw text
+    ├── ProviderError (exit 1)     a model call failed; `retryable` says whether the retry layer may try again
+    └── ConsumerGone (exit 141)    the reader closed stdout (`| head -1`): stop quietly
 
     RecordFailed                   one record failed (a task raises it inside `process`): the runner writes
-                                   it to the errors file with its `detail` and the run goes on. Not a
+                                   it to the errors file with its `detail` and the run goes on. A model
+                                   answer that cannot be parsed is one (with the raw text in `detail`). Not a
                                    CaitoolError on purpose: it never stops a run and never reaches the CLI.
 
 The CLI prints `str(error)` (plus `hint`) and exits with `exit_code`; no traceback unless CAITOOL_DEBUG=1.
@@ -74,12 +75,6 @@ class ConsumerGone(CaitoolError):
     """stdout was closed by the reader (`| head -1`): stop quietly, exit 141 like other Unix tools."""
 
     exit_code = 141
-
-
-class ParseError(CaitoolError):
-    def __init__(self, message: str, *, raw: str) -> None:
-        super().__init__(message)
-        self.raw = raw
 
 
 class RecordFailed(Exception):

@@ -87,7 +87,7 @@ def versions() -> dict[str, str]:
 
 
 def _summary(
-    spec: RunSpec, counts: RunCounts, clients: list[ResilientClient], price: Price | None
+    run: RunSpec, counts: RunCounts, clients: list[ResilientClient], price: Price | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = counts.to_dict()
     for model_spec, s in stats_by_spec(clients).items():  # a spec used by two clients adds up
@@ -106,10 +106,10 @@ def _summary(
     return out
 
 
-def _print_summary(spec: RunSpec, status: str, summary: dict[str, Any], files: RunFiles) -> None:
-    if spec.quiet:
+def _print_summary(run: RunSpec, status: str, summary: dict[str, Any], files: RunFiles) -> None:
+    if run.quiet:
         return
-    parts = [f"{spec.command}: {status}", f"{summary['done']} written"]
+    parts = [f"{run.command}: {status}", f"{summary['done']} written"]
     if summary["resumed"]:
         parts.append(f"{summary['resumed']} already done")
     if summary["failed"]:
@@ -119,13 +119,13 @@ def _print_summary(spec: RunSpec, status: str, summary: dict[str, Any], files: R
     if summary["rejected"]:
         parts.append(f"{summary['rejected']} bad input lines skipped")
     parts.append(f"{summary['seconds']:.1f}s")
-    for spec_name, m in summary.get("models", {}).items():
+    for model_spec, m in summary.get("models", {}).items():
         tok = m["input_tokens"] + m["output_tokens"]
         cost = f", ${m['cost_usd']:.4f}" if m["cost_usd"] is not None else ""
         # After a resume the counts are this run's requests only (the earlier runs' are in their summaries).
         scope = "this run: " if summary["resumed"] else ""
         calls = f"{m['attempts']} calls ({m['retries']} retries)"
-        parts.append(f"{spec_name}: {scope}{calls}, {tok:,} tokens{cost}")
+        parts.append(f"{model_spec}: {scope}{calls}, {tok:,} tokens{cost}")
         for url, e in m.get("endpoints", {}).items():
             lat = e["latency_ms"]["p50"]
             parts.append(f"{url}: {e['requests']} requests, {e['errors']} errors, p50 {lat} ms")
@@ -133,7 +133,7 @@ def _print_summary(spec: RunSpec, status: str, summary: dict[str, Any], files: R
 
 
 def execute(
-    spec: RunSpec,
+    run: RunSpec,
     jobs: Iterator[Job[Any]],
     make_process: Callable[[OutputStore], Process],
     clients: list[ResilientClient],
@@ -141,42 +141,42 @@ def execute(
     price: Price | None = None,
     counts: RunCounts | None = None,
 ) -> int:
-    files = RunFiles.for_output(spec.output, spec.errors)
+    files = RunFiles.for_output(run.output, run.errors)
     # Before any file is created or truncated: a missing input leaves nothing behind, and no file of the run
     # may be the input or another file of the run.
-    check_input(spec.input)
-    refuse_aliases({"the input": spec.input, **files.roles()})
+    check_input(run.input)
+    refuse_aliases({"the input": run.input, **files.roles()})
     manifest = {
-        "command": spec.command,
-        "input": spec.input,
-        "output": spec.output or "-",
-        "settings": {k: redact(v) if isinstance(v, str) else v for k, v in spec.settings.items()},
+        "command": run.command,
+        "input": run.input,
+        "output": run.output or "-",
+        "settings": {k: redact(v) if isinstance(v, str) else v for k, v in run.settings.items()},
         "versions": versions(),
         "argv": redact_argv(sys.argv[1:]),
-        **spec.extra_manifest,
+        **run.extra_manifest,
     }
-    store = OutputStore(files, spec.fingerprint(), manifest, overwrite=spec.overwrite, id_key=spec.id_key)
+    store = OutputStore(files, run.fingerprint(), manifest, overwrite=run.overwrite, id_key=run.id_key)
     store.open()
     if store.repaired_bytes:
         info(
             f"repaired a torn last line ({store.repaired_bytes} bytes) in {files.output}",
-            quiet=spec.quiet,
+            quiet=run.quiet,
             style="yellow",
         )
     if store.done_rebuilt:
         info(
             f"{files.output} was changed outside caitool: its records were read again from its rows",
-            quiet=spec.quiet,
+            quiet=run.quiet,
         )
     if store.done:
-        info(f"resuming: {len(store.done)} records already in {files.output}", quiet=spec.quiet)
+        info(f"resuming: {len(store.done)} records already in {files.output}", quiet=run.quiet)
     counts = counts or RunCounts()
-    total = spec.total if spec.limit is None else min(spec.total or spec.limit, spec.limit)
+    total = run.total if run.limit is None else min(run.total or run.limit, run.limit)
     counts.total = total
     status = "interrupted"
     failure: BaseException | None = None
     try:
-        with RunProgress(spec.command, total, quiet=spec.quiet) as progress:
+        with RunProgress(run.command, total, quiet=run.quiet) as progress:
 
             def on_progress(c: RunCounts) -> None:
                 tokens = sum(x.stats.usage.input_tokens + x.stats.usage.output_tokens for x in clients)
@@ -187,7 +187,7 @@ def execute(
             # run: frozen, the cycle collector's full passes skip it instead of rescanning it every few
             # thousand requests.
             gc.freeze()
-            asyncio.run(_run(jobs, make_process(store), store, spec, counts, on_progress, clients))
+            asyncio.run(_run(jobs, make_process(store), store, run, counts, on_progress, clients))
         status = "partial" if counts.failed else "complete"
     except (KeyboardInterrupt, asyncio.CancelledError):
         status = "interrupted"
@@ -198,7 +198,7 @@ def execute(
         status, failure = "failed", exc
         raise
     finally:
-        summary = _summary(spec, counts, clients, price)
+        summary = _summary(run, counts, clients, price)
         try:
             store.close(status=status, counts=summary, resumable_left=status != "complete")
         except CaitoolError as close_error:
@@ -206,10 +206,10 @@ def execute(
                 raise
             # The run's own error (a full disk, say) is the one to report; closing then often fails the
             # same way, and must not hide it.
-            info(f"also: {close_error}", quiet=spec.quiet)
-        _print_summary(spec, status, summary, files)
+            info(f"also: {close_error}", quiet=run.quiet)
+        _print_summary(run, status, summary, files)
     if status == "interrupted":
-        info("interrupted: rerun the same command to resume", quiet=spec.quiet)
+        info("interrupted: rerun the same command to resume", quiet=run.quiet)
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if counts.failed else EXIT_OK
 
@@ -218,7 +218,7 @@ async def _run(
     jobs: Iterator[Job[Any]],
     process: Process,
     store: OutputStore,
-    spec: RunSpec,
+    run: RunSpec,
     counts: RunCounts,
     on_progress: Callable[[RunCounts], None],
     clients: list[ResilientClient],
@@ -234,8 +234,8 @@ async def _run(
             jobs,
             process,
             store,
-            concurrency=spec.concurrency,
-            limit=spec.limit,
+            concurrency=run.concurrency,
+            limit=run.limit,
             counts=counts,
             on_progress=on_progress,
         )

@@ -124,18 +124,18 @@ def check_sections(source: str, data: Mapping[str, Any], schema: Mapping[str, Ma
                 f"{source}: {name}.{unknown_keys[0]}: unknown key (known: {', '.join(keys)})",
                 hint="see docs/prompts.md",
             )
-        for key, spec in keys.items():
+        for key, rule in keys.items():
             where = f"{source}: {name}.{key}"
             if key not in table:
-                if spec.required:
+                if rule.required:
                     raise ConfigError(f"{where}: missing", hint=hint)
                 continue
             value = table[key]
-            if spec.strings:
+            if rule.strings:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ConfigError(f"{where}: expected a list of strings, got {type_name(value)}")
             else:
-                check_template(where, value, set(spec.placeholders))
+                check_template(where, value, set(rule.placeholders))
 
 
 def example_str(ex: Mapping[str, Any], key: str, *, required: bool = True) -> str:

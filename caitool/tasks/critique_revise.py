@@ -143,69 +143,73 @@ class CritiqueReviser:
     ) -> None:
         self.client = client
         self.constitution = constitution
-        self.t = templates
-        self.s = settings
+        self.templates = templates
+        self.settings = settings
 
     # -- rendering (pure) -------------------------------------------------------------------------------
 
     def _chat_fewshot(self) -> list[Message]:
         out: list[Message] = []
-        if self.t.chat.get("system"):
-            out.append(Message("system", self.t.chat["system"]))
-        for ex in self.t.fewshot:
+        if self.templates.chat.get("system"):
+            out.append(Message("system", self.templates.chat["system"]))
+        for ex in self.templates.fewshot:
             out += list(ex.conversation)
             out.append(Message("assistant", ex.response))
-            if self.s.critique:
+            if self.settings.critique:
                 out.append(
                     Message(
-                        "user", render(self.t.chat["critique_turn"], critique_request=ex.critique_request)
+                        "user",
+                        render(self.templates.chat["critique_turn"], critique_request=ex.critique_request),
                     )
                 )
                 out.append(Message("assistant", ex.critique))
                 out.append(
                     Message(
-                        "user", render(self.t.chat["revision_turn"], revision_request=ex.revision_request)
+                        "user",
+                        render(self.templates.chat["revision_turn"], revision_request=ex.revision_request),
                     )
                 )
             else:
                 out.append(
                     Message(
                         "user",
-                        render(self.t.chat["direct_revision_turn"], revision_request=ex.revision_request),
+                        render(
+                            self.templates.chat["direct_revision_turn"], revision_request=ex.revision_request
+                        ),
                     )
                 )
             out.append(Message("assistant", ex.revision))
         return out
 
     def _transcript(self, messages: tuple[Message, ...] | list[Message]) -> str:
-        c = self.t.completion
+        c = self.templates.completion
         return "".join(render(c[m.role], content=m.content) for m in messages)
 
     def _completion_fewshot(self) -> str:
-        c = self.t.completion
+        c = self.templates.completion
         parts = []
-        for ex in self.t.fewshot:
+        for ex in self.templates.fewshot:
             text = self._transcript(ex.conversation) + render(c["assistant"], content=ex.response)
-            if self.s.critique:
+            if self.settings.critique:
                 text += render(c["critique"], critique_request=ex.critique_request) + " " + ex.critique
             text += render(c["revision"], revision_request=ex.revision_request) + " " + ex.revision
             parts.append(text)
         return "".join(parts)
 
     def initial_request(self, item: PromptItem) -> list[Message] | str:
-        if self.s.prompt_format == "chat":
+        if self.settings.prompt_format == "chat":
             return list(item.messages)
-        return self._transcript(item.messages) + self.t.completion["response_cue"]
+        return self._transcript(item.messages) + self.templates.completion["response_cue"]
 
     def critique_request(self, item: PromptItem, response: str, p: CritiquePrinciple) -> list[Message] | str:
-        if self.s.prompt_format == "chat":
+        if self.settings.prompt_format == "chat":
             return [
                 *self._chat_fewshot(),
                 *item.messages,
                 Message("assistant", response),
-                Message("user", render(self.t.chat["critique_turn"], critique_request=p.critique)),
+                Message("user", render(self.templates.chat["critique_turn"], critique_request=p.critique)),
             ]
-        c = self.t.completion
+        c = self.templates.completion
         return (
             self._completion_fewshot()
             + self._transcript(item.messages)
@@ -216,18 +220,18 @@ class CritiqueReviser:
     def revision_request(
         self, item: PromptItem, response: str, p: CritiquePrinciple, critique: str | None
     ) -> list[Message] | str:
-        if self.s.prompt_format == "chat":
+        if self.settings.prompt_format == "chat":
             base = [*self._chat_fewshot(), *item.messages, Message("assistant", response)]
             if critique is None:
-                turn = render(self.t.chat["direct_revision_turn"], revision_request=p.revision)
+                turn = render(self.templates.chat["direct_revision_turn"], revision_request=p.revision)
                 return [*base, Message("user", turn)]
             return [
                 *base,
-                Message("user", render(self.t.chat["critique_turn"], critique_request=p.critique)),
+                Message("user", render(self.templates.chat["critique_turn"], critique_request=p.critique)),
                 Message("assistant", critique),
-                Message("user", render(self.t.chat["revision_turn"], revision_request=p.revision)),
+                Message("user", render(self.templates.chat["revision_turn"], revision_request=p.revision)),
             ]
-        c = self.t.completion
+        c = self.templates.completion
         text = (
             self._completion_fewshot()
             + self._transcript(item.messages)
@@ -245,14 +249,14 @@ class CritiqueReviser:
         cached = cache.get(record_id, step)
         if cached is not None:
             return str(cached["text"])
-        params = self.s.params
-        stop = tuple(self.t.completion.get("stop", ())) if isinstance(request, str) else params.stop
+        params = self.settings.params
+        stop = tuple(self.templates.completion.get("stop", ())) if isinstance(request, str) else params.stop
         params = GenerateParams(
             temperature=params.temperature,
             max_tokens=params.max_tokens,
             top_p=params.top_p,
             stop=stop,
-            seed=derive_seed(self.s.seed, record_id, step),
+            seed=derive_seed(self.settings.seed, record_id, step),
         )
         result: Completion
         assert self.client is not None, "a reviser without a client only renders requests"
@@ -269,7 +273,7 @@ class CritiqueReviser:
         item, rid = job.item, job.id
         cache = cache or StepCache()
         usage = Usage()
-        principles = draw_principles(self.constitution, self.s.seed, rid, self.s.rounds)
+        principles = draw_principles(self.constitution, self.settings.seed, rid, self.settings.rounds)
         if item.response is not None:
             initial = item.response
         else:
@@ -281,7 +285,7 @@ class CritiqueReviser:
         for k, p in enumerate(principles, start=1):
             round_usage = Usage()
             critique: str | None = None
-            if self.s.critique:
+            if self.settings.critique:
                 raw = await self._generate(
                     rid, f"r{k}.critique", self.critique_request(item, current, p), round_usage, cache
                 )
@@ -295,7 +299,7 @@ class CritiqueReviser:
                 {
                     "round": k,
                     "principle_id": p.id,
-                    "critique_request": p.critique if self.s.critique else "",
+                    "critique_request": p.critique if self.settings.critique else "",
                     "critique": critique or "",
                     "revision_request": p.revision,
                     "revision": revision,
@@ -317,10 +321,10 @@ class CritiqueReviser:
 
     def rows(self, trace: dict[str, Any]) -> list[dict[str, Any]]:
         """The output rows of one record, in the chosen format."""
-        if self.s.output_format == "trace":
+        if self.settings.output_format == "trace":
             return [trace]
         prompt = trace["prompt"]
-        if not self.s.keep_rounds:
+        if not self.settings.keep_rounds:
             return [
                 {
                     "id": trace["id"],
@@ -364,7 +368,7 @@ class CritiqueReviseTask:
     id_key = "id"
 
     def __init__(self, reviser: CritiqueReviser, run: CritiqueReviseRun) -> None:
-        client, s = reviser.client, reviser.s
+        client, s = reviser.client, reviser.settings
         if client is not None and s.prompt_format == "completion" and not client.supports_completions:
             raise UsageError(f"{run.model} has no raw-completion endpoint", hint="use --prompt-format chat")
         if s.keep_rounds and s.output_format != "sft":
@@ -378,7 +382,7 @@ class CritiqueReviseTask:
         self.prompt_format: str = s.prompt_format
         self.extra_manifest = {
             "constitution_source": reviser.constitution.source,
-            "templates_source": reviser.t.source,
+            "templates_source": reviser.templates.source,
         }
 
     @classmethod
@@ -411,7 +415,7 @@ class CritiqueReviseTask:
         return [Job(rid, line.where, item) for rid, item in items]
 
     def settings(self) -> dict[str, Any]:
-        s, cons, run = self.reviser.s, self.reviser.constitution, self.run
+        s, cons, run = self.reviser.settings, self.reviser.constitution, self.run
         return {
             "model": run.model,
             "base_url": run.base_url,
@@ -428,12 +432,12 @@ class CritiqueReviseTask:
             "params": s.params.fingerprint(),
             "constitution": cons.name,
             "constitution_sha256": cons.sha256,
-            "templates_sha256": self.reviser.t.sha256,
+            "templates_sha256": self.reviser.templates.sha256,
         }
 
     def preview(self, job: Job[PromptItem]) -> list[tuple[str, Request]]:
         """The exact requests of the record, every round, with placeholders for model answers."""
-        reviser, s = self.reviser, self.reviser.s
+        reviser, s = self.reviser, self.reviser.settings
         response = job.item.response or "<initial response>"
         steps: list[tuple[str, Request]] = []
         if job.item.response is None:
@@ -456,7 +460,7 @@ class CritiqueReviseTask:
             "model": self.run.model,
             "constitution": cons.name,
             "constitution_sha256": cons.sha256,
-            "seed": self.reviser.s.seed,
+            "seed": self.reviser.settings.seed,
             "source": job.where,
             "cost_usd": round(price.cost(Usage(u["input_tokens"], u["output_tokens"], u["calls"])), 8)
             if price

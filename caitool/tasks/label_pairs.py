@@ -216,8 +216,8 @@ class Labeler:
     ) -> None:
         self.client = client
         self.constitution = constitution
-        self.t = templates
-        self.s = settings
+        self.templates = templates
+        self.settings = settings
         self.ask = ABQuestion(client, temperature=settings.temperature, top_logprobs=settings.top_logprobs)
         if not constitution.comparisons:
             raise ConfigError(f"constitution {constitution.name!r} has no comparison principles")
@@ -228,8 +228,8 @@ class Labeler:
         """The judged conversation as text, in the section's turn templates (CoT questions may have their
         own, e.g. the paper's H:/A:). Its system message is part of what is judged, so it is rendered here
         as a turn, never sent as the judge's own system prompt."""
-        c = self.t.completion
-        pre = "cot_" if self.s.cot and "cot_user" in section else ""
+        c = self.templates.completion
+        pre = "cot_" if self.settings.cot and "cot_user" in section else ""
         src = section if "user" in section else c
 
         def turn(role: str) -> str:
@@ -253,14 +253,20 @@ class Labeler:
     ) -> str:
         return render(
             template,
-            conversation=self._conversation(messages, self.t.completion if section is None else section),
+            conversation=self._conversation(
+                messages, self.templates.completion if section is None else section
+            ),
             principle=principle,
             response_a=a,
             response_b=b,
         )
 
     def _example_principles(self, rng: random.Random) -> list[ComparisonPrinciple]:
-        return self.constitution.sample_comparisons(rng, len(self.t.examples)) if self.t.examples else []
+        return (
+            self.constitution.sample_comparisons(rng, len(self.templates.examples))
+            if self.templates.examples
+            else []
+        )
 
     def render_question(
         self, item: PairItem, principle: ComparisonPrinciple, order: Order, rng: random.Random
@@ -268,11 +274,11 @@ class Labeler:
         """The exact request for the answer (non-CoT), or for the reasoning (CoT)."""
         a, b = (item.response_a, item.response_b) if order == "ab" else (item.response_b, item.response_a)
         ex_principles = self._example_principles(rng)
-        cot = self.s.cot
-        if self.s.mode == "completion":
-            c = self.t.completion
+        cot = self.settings.cot
+        if self.settings.mode == "completion":
+            c = self.templates.completion
             parts = []
-            for ex, p in zip(self.t.examples, ex_principles, strict=True):
+            for ex, p in zip(self.templates.examples, ex_principles, strict=True):
                 if cot:
                     q = self._fill(c["cot_question"], ex.conversation, p.text, ex.response_a, ex.response_b)
                     parts.append(
@@ -286,9 +292,9 @@ class Labeler:
             key = "cot_question" if cot else "question"
             parts.append(self._fill(c[key], item.messages, principle.text, a, b))
             return c.get("example_separator", "\n\n\n").join(parts)
-        ch = self.t.chat
+        ch = self.templates.chat
         msgs: list[Message] = []  # no system prompt: the judged conversation's own is inside the question
-        for ex, p in zip(self.t.examples, ex_principles, strict=True):
+        for ex, p in zip(self.templates.examples, ex_principles, strict=True):
             if cot:
                 msgs.append(
                     Message(
@@ -315,7 +321,7 @@ class Labeler:
         """P(A) from the answer's log-probs (re-asked when no option, or too little mass on the options);
         when none is trusted, from sampled votes instead ("votes-fallback"); else the record fails."""
         ask = self.ask.logprob_asker(usage)
-        read = await read_answer(ask, request, seed, self.s.reask, spec=self.client.spec)
+        read = await read_answer(ask, request, seed, self.settings.reask, spec=self.client.spec)
         score = read.score
         if score is not None:
             return Question(
@@ -331,7 +337,7 @@ class Labeler:
                 p_range=list(score.p_range) if score.p_range else None,
                 resolved=read.resolved,
             )
-        attempts = self.s.reask + 1
+        attempts = self.settings.reask + 1
         if read.best is None and read.error is not None:
             raise RecordFailed(
                 f"unusable log-probs after {attempts} attempts: {read.error}", {"raw": read.raw}
@@ -374,25 +380,25 @@ class Labeler:
     ) -> tuple[dict[str, int], int, int]:
         received = 0
         raw = ""
-        for attempt in range(self.s.reask + 1):
+        for attempt in range(self.settings.reask + 1):
             votes, received, raw = await self._vote_round(request, seed + attempt, usage, k, 8)
             if votes["A"] + votes["B"]:
                 return votes, attempt, received
         raise RecordFailed(
-            f"no (A)/(B) answer in {k} sampled votes after {self.s.reask + 1} attempts", {"raw": raw}
+            f"no (A)/(B) answer in {k} sampled votes after {self.settings.reask + 1} attempts", {"raw": raw}
         )
 
     def principles(self, rid: str) -> list[ComparisonPrinciple]:
         """The record's principles: `ensemble` drawn from the constitution, seeded by the run seed and id."""
         return self.constitution.sample_comparisons(
-            random.Random(f"caitool-label:{self.s.seed}:{rid}"), self.s.ensemble
+            random.Random(f"caitool-label:{self.settings.seed}:{rid}"), self.settings.ensemble
         )
 
     def question_request(
         self, rid: str, qi: int, item: PairItem, principle: ComparisonPrinciple, order: Order
     ) -> list[Message] | str:
         """The exact question `qi` of record `rid` in `order` (its few-shot draw seeded by both)."""
-        rng = random.Random(f"caitool-label:{self.s.seed}:{rid}:{qi}:{order}")
+        rng = random.Random(f"caitool-label:{self.settings.seed}:{rid}:{qi}:{order}")
         return self.render_question(item, principle, order, rng)
 
     async def _question(
@@ -410,12 +416,12 @@ class Labeler:
         if cached is not None:
             return Question.from_dict(cached)
         request = self.question_request(rid, qi, item, principle, order)
-        seed = derive_seed(self.s.seed, rid, step)
-        if self.s.cot:
+        seed = derive_seed(self.settings.seed, rid, step)
+        if self.settings.cot:
             q = await self._cot_question(request, principle, order, seed, usage)
-        elif self.s.votes:
+        elif self.settings.votes:
             assert not isinstance(request, str)
-            votes, reasks, received = await self._answer_votes(request, seed, usage, self.s.votes)
+            votes, reasks, received = await self._answer_votes(request, seed, usage, self.settings.votes)
             p_first = vote_probability(votes["A"], votes["B"])
             q = Question(
                 principle.id,
@@ -427,7 +433,7 @@ class Labeler:
                 votes_received=received,
             )
         else:
-            if self.s.mode == "chat-prefill":
+            if self.settings.mode == "chat-prefill":
                 assert not isinstance(request, str)
                 # The few-shot answers read "(B)", so the forced prefix is the opening parenthesis.
                 request = self.ask.prefilled(request, "(")
@@ -449,12 +455,12 @@ class Labeler:
         seed: int,
         usage: Usage,
     ) -> Question:
-        k = self.s.cot_samples
-        c, ch = self.t.completion, self.t.chat
-        if self.s.mode == "chat" and isinstance(request, list):
-            if self.s.votes or not self.client.supports_logprobs:
+        k = self.settings.cot_samples
+        c, ch = self.templates.completion, self.templates.chat
+        if self.settings.mode == "chat" and isinstance(request, list):
+            if self.settings.votes or not self.client.supports_logprobs:
                 # Votes from the conclusions of K sampled chains of thought.
-                chains = await self.ask.sample(request, k, seed, usage, self.s.cot_max_tokens)
+                chains = await self.ask.sample(request, k, seed, usage, self.settings.cot_max_tokens)
                 texts = [ch_.text for ch_ in chains]
                 parsed = [parse_vote(t) for t in texts]
                 a, b = parsed.count("A"), parsed.count("B")
@@ -470,7 +476,7 @@ class Labeler:
                     source="votes",
                     votes_received=len(texts),
                 )
-            chains = await self.ask.sample(request, k, seed, usage, self.s.cot_max_tokens)
+            chains = await self.ask.sample(request, k, seed, usage, self.settings.cot_max_tokens)
             texts = [ch_.text.strip() for ch_ in chains]
             requests: list[list[Message] | str] = [
                 [*request, Message("assistant", t), Message("user", ch["cot_followup"])] for t in texts
@@ -485,7 +491,7 @@ class Labeler:
                 base = request
                 answer_tail = ""
             stop = tuple(c.get("cot_stop", ()))
-            chains = await self.ask.sample(base, k, seed, usage, self.s.cot_max_tokens, stop)
+            chains = await self.ask.sample(base, k, seed, usage, self.settings.cot_max_tokens, stop)
             texts = [ch_.text.strip() for ch_ in chains]
             if answer_tail:
                 requests = [base + answer_tail.format(reasoning=t) for t in texts]
@@ -522,15 +528,15 @@ class Labeler:
         cache = cache or StepCache()
         usage = Usage()
         principles = self.principles(rid)
-        orders: list[Order] = ["ab", "ba"] if self.s.both_orders else ["ab"]
+        orders: list[Order] = ["ab", "ba"] if self.settings.both_orders else ["ab"]
         questions: list[Question] = []
         for qi, p in enumerate(principles):
             for order in orders:
                 questions.append(await self._question(rid, qi, item, p, order, usage, cache))
         p_raw = sum(q.p_a for q in questions) / len(questions)
-        p_a = clamp(p_raw, self.s.clamp)
+        p_a = clamp(p_raw, self.settings.clamp)
         disagreement = None
-        if self.s.both_orders:
+        if self.settings.both_orders:
             pairs = [(questions[i].p_a, questions[i + 1].p_a) for i in range(0, len(questions), 2)]
             disagreement = sum(abs(x - y) for x, y in pairs) / len(pairs)
         a_wins = p_a >= 0.5
@@ -546,14 +552,14 @@ class Labeler:
             "p_chosen": p_chosen,
             "margin": logit(p_chosen),
             "caitool": {
-                "label_source": label_source(self.s, questions),
+                "label_source": label_source(self.settings, questions),
                 "p_a": p_a,
                 "p_a_unclamped": p_raw,
                 "chosen_is": "a" if a_wins else "b",
                 "principle_ids": [p.id for p in principles],
                 "questions": [q.to_dict() for q in questions],
                 "position_disagreement": disagreement,
-                "clamp": list(self.s.clamp) if self.s.clamp else None,
+                "clamp": list(self.settings.clamp) if self.settings.clamp else None,
                 "usage": usage.to_dict(),
             },
         }
@@ -598,7 +604,7 @@ class LabelPairsTask:
         self.labeler = labeler
         self.run = run
         self.policy_client = policy_client
-        self.prompt_format: str = labeler.s.mode
+        self.prompt_format: str = labeler.settings.mode
 
     def read(self, line: Line) -> list[Job[Any]]:
         """A pair; with a policy, a prompt-only record too (its pair is sampled first)."""
@@ -611,7 +617,7 @@ class LabelPairsTask:
         return [Job(rid, line.where, prompt) for rid, prompt in prompt_items(line, field=self.run.field)]
 
     def settings(self) -> dict[str, Any]:
-        s, cons, run = self.labeler.s, self.labeler.constitution, self.run
+        s, cons, run = self.labeler.settings, self.labeler.constitution, self.run
         return {
             "model": run.model,
             "base_url": run.base_url,
@@ -634,7 +640,7 @@ class LabelPairsTask:
             "field": run.field,
             "constitution": cons.name,
             "constitution_sha256": cons.sha256,
-            "templates_sha256": self.labeler.t.sha256,
+            "templates_sha256": self.labeler.templates.sha256,
         }
 
     def preview(self, job: Job[Any]) -> list[tuple[str, Request]]:
@@ -650,7 +656,7 @@ class LabelPairsTask:
         if not isinstance(item, PairItem):  # a prompt: sample the pair from the policy first
             assert self.policy_client is not None
             params = GenerateParams(max_tokens=self.run.max_tokens)
-            seed = self.labeler.s.seed
+            seed = self.labeler.settings.seed
             texts = await sample_responses(
                 self.policy_client, item, 2, params, seed=seed, record_id=job.id, usage=Usage(), cache=cache
             )
@@ -660,7 +666,7 @@ class LabelPairsTask:
         cons = self.labeler.constitution
         row["caitool"].update(
             model=self.run.model,
-            seed=self.labeler.s.seed,
+            seed=self.labeler.settings.seed,
             constitution=cons.name,
             constitution_sha256=cons.sha256,
             source=job.where,

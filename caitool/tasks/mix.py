@@ -117,7 +117,7 @@ def write_mix(
     settings, so a rerun over other data is refused like one with another ratio or seed."""
     files = RunFiles.for_output(output)
     refuse_aliases({"--ai": ai_path, "--human": human_path, **files.roles()})
-    spec = RunSpec(
+    run = RunSpec(
         command="mix",
         input=ai_path,
         output=output,
@@ -132,9 +132,9 @@ def write_mix(
         "command": "mix",
         "input": {"ai": ai_path, "human": human_path},
         "output": output or "-",
-        "settings": spec.settings,
+        "settings": run.settings,
         "versions": versions(),
         "argv": redact_argv(sys.argv[1:]),
     }
-    store = OutputStore(files, spec.fingerprint(), manifest, overwrite=overwrite)
+    store = OutputStore(files, run.fingerprint(), manifest, overwrite=overwrite)
     store.replace_output(rows, counts={"done": len(rows), **summary})

@@ -155,10 +155,10 @@ def _expand(node: ast.JoinedStr, loops: list[tuple[str, list[str]]]) -> set[str]
 
 def installed_script_flags(script: str) -> set[str] | None:
     """Flags of `openrlhf.cli.<script>` as installed here, or None when OpenRLHF is not installed."""
-    spec = importlib.util.find_spec("openrlhf")
-    if spec is None or not spec.submodule_search_locations:
+    module = importlib.util.find_spec("openrlhf")
+    if module is None or not module.submodule_search_locations:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "cli" / f"{script}.py"
+    path = Path(next(iter(module.submodule_search_locations))) / "cli" / f"{script}.py"
     if not path.is_file():
         return None
     return parser_flags(path.read_text(encoding="utf-8"))
