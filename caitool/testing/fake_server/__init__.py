@@ -8,6 +8,9 @@ Endpoints
     POST /v1/completions        OpenAI legacy completions (n, logprobs=K, max_tokens, stop, list prompts)
     POST /v1/messages           Anthropic Messages (key as `x-api-key` or `Authorization: Bearer`)
     GET  /v1/models             model list (a shape both SDKs accept)
+    /v1/files, /v1/batches      OpenAI Files (purpose=batch upload, retrieve, content) and Batches (create,
+                                retrieve, list with limit/after, cancel; output and error files as JSONL)
+    /v1/messages/batches        Anthropic Message Batches (create, retrieve, list, cancel, results JSONL)
     GET  /_stats                counters (`?brief=1`: without the per-prompt maps); API keys never stored
     GET  /_config, POST /_config   read / update the config (JSON object, merged into the current one)
     POST /_reset                clear the counters, drop requests in flight, and set the config to the
@@ -85,12 +88,20 @@ Misbehaviours (hostile-server tests)
     `deep_json_err`, `choices_str`. `canned_body` (with `canned_status`, `canned_headers`) answers every
     generation request with that exact body.
 
+Batches (see `batches.py`)
+    Each request in a batch is answered `batch_delay_s` after creation by the live endpoints' fault
+    machine and reply builder (log-probs, answer styles, fail_first, p* faults and misbehaviours apply;
+    rpm and latency do not, and transport faults become a 500 for that request). `batch_expire`
+    (custom_ids) and `p_batch_expire` (seeded rate) expire requests, `batch_fail` (custom_id -> status)
+    fails them. Files and batches belong to the API key that made them. `/_stats` has a `batches` block:
+    batches created per API, requests seen, answered, errored, expired, cancelled.
+
 The prompt key (`prompt_key(body)`) is the sha1 of the JSON of `messages` (chat; Anthropic:
 `[system, messages]` when a system prompt is given) or of `prompt` (completions), with sorted keys and
 compact separators.
 
-Modules (each owns one seam; new endpoint groups such as files and batches add their paths in
-`endpoints`, wire shapes in the API's module, handlers in `server` and routes in `server.build_app`)
+Modules (each owns one seam; a new endpoint group adds its paths in `endpoints`, wire shapes in
+the API's module, handlers in `server` (or its own module, as batches do) and routes in `server.build_app`)
     endpoints       the paths
     config          FakeConfig (every knob, validated) and Active (what the hot path derives from it)
     request         reading a request: prompt key, prompt texts, API key
@@ -100,6 +111,7 @@ Modules (each owns one seam; new endpoint groups such as files and batches add t
     replies         one generation request -> its reply body in the endpoint's wire shape
     faults          seeded draws, connection reset, misbehaviour modes
     server          State and handlers (the fault machine), build_app, serve
+    batches         OpenAI Files + Batches and Anthropic Message Batches: store, lifecycle, wire, handlers
     handle          FakeServer, the background-thread handle for tests
     cli             the command line (`__main__` runs it)
 """

@@ -73,6 +73,13 @@ class FakeConfig:
     canned_body: str | None = None
     canned_status: int = 200
     canned_headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Batches (OpenAI files + batches, Anthropic Message Batches): seconds from creation until a batch's
+    # requests are answered and it ends; custom_ids whose requests expire, and a seeded rate for the
+    # rest; custom_id -> HTTP status for requests that fail inside a batch.
+    batch_delay_s: float = 0.0
+    batch_expire: list[str] = dataclasses.field(default_factory=list)
+    p_batch_expire: float = 0.0
+    batch_fail: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -176,8 +183,18 @@ def _endpoints(v: Any) -> list[str]:
 def _coerce_field(name: str, v: Any) -> Any:
     if name in P_FAULTS:
         return _prob(name, v)
-    if name in ("retry_after", "hang_s", "rpm"):
+    if name in ("retry_after", "hang_s", "rpm", "batch_delay_s"):
         return _nonneg_float(name, v)
+    if name == "p_batch_expire":
+        return _prob(name, v)
+    if name == "batch_expire":
+        if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
+            raise ValueError(f"batch_expire must be a list of custom_ids, got {v!r}")
+        return list(v)
+    if name == "batch_fail":
+        if not isinstance(v, Mapping) or not all(isinstance(k, str) and k for k in v):
+            raise ValueError(f"batch_fail must be an object custom_id -> status, got {v!r}")
+        return {k: _int(f"batch_fail[{k!r}]", s, 400, 599) for k, s in v.items()}
     if name == "seed":
         return _int(name, v, -(2**63), 2**63)
     if name == "fail_first":

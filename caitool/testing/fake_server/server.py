@@ -16,12 +16,13 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from . import anthropic_api, openai_api
+from . import anthropic_api, endpoints, openai_api
+from .batches import Batches
 from .config import Active, FakeConfig
 from .endpoints import CHAT, COMPLETIONS, GENERATION_ENDPOINTS, MESSAGES, MODELS
 from .faults import (
@@ -72,9 +73,21 @@ class State:
         self.bucket = -1.0  # refilled on first use
         self.bucket_t = time.monotonic()
         self.bucket_rpm = 0.0
+        self.batches = Batches(self)
 
     def set_config(self, cfg: FakeConfig) -> None:
         self.active = Active(cfg)
+
+    def batches_api(
+        self, pick: Callable[[Batches], Callable[[web.Request], Awaitable[web.Response]]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A route handler calling `pick(self.batches)`: the store is replaced on every reset, so the
+        handler is looked up per request."""
+
+        async def handler(request: web.Request) -> web.Response:
+            return await pick(self.batches)(request)
+
+        return handler
 
     # -- control ----------------------------------------------------------------------------------------
 
@@ -90,6 +103,7 @@ class State:
             "max_in_flight": self.max_in_flight,
             "distinct_prompts": len(self.attempts),
             "attempts_histogram": {str(k): v for k, v in sorted(hist.items())},
+            "batches": self.batches.stats(),
         }
         if not brief:
             out["attempts"] = dict(self.attempts)
@@ -314,6 +328,76 @@ class State:
         self.by_status[200] += 1
         return web.Response(body=data, content_type="application/json", headers=headers)
 
+    def answer_in_batch(self, endpoint: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One request inside a batch through the same fault machine and reply builder as a live one:
+        (status, body). Counted in attempts, prompts and by_model (not in total / by_endpoint, which count
+        HTTP requests). A batch has no transport, so rpm and latency do not apply, and the transport faults
+        (p_hang, p_reset, p_truncate) and the early misbehaviours become a 500 / 429 for that request."""
+        active = self.active
+        cfg = active.cfg
+        key = prompt_key(body)
+        self.attempts[key] += 1
+        attempt = self.attempts[key]
+        match_text, snippet, full_text = prompt_texts(endpoint, body)
+        if key not in self.prompts:
+            self.prompts[key] = (
+                full_text[-PROMPT_TEXT_CHARS:] if endpoint == COMPLETIONS else match_text[:300]
+            )
+        model = body.get("model")
+        model = model if isinstance(model, str) else ""
+        self.by_model[model] += 1
+
+        def error(
+            status: int, message: str | None = None, code: str | None = None
+        ) -> tuple[int, dict[str, Any]]:
+            return status, json.loads(_error_body(endpoint, status, message, code))
+
+        if body.get("stream"):
+            return error(400, "stream=true is not supported by the fake server")
+        misbehaviour = misbehaviour_of(model, cfg)
+        if misbehaviour is not None:
+            self.faults[misbehaviour[0]] += 1
+            name = misbehaviour[0]
+            if name in ("ra", "ra_ms") or (name == "ra_once" and attempt == 1):
+                return error(429)
+            if name in ("deep_json", "deep_json_err"):
+                return error(500)
+        for sub, status in cfg.fail_keys_containing.items():
+            if sub in full_text:
+                self.faults["fail_keys_containing"] += 1
+                return error(status, f"this prompt always fails with {status} (fake server)")
+        fault: str | None = None
+        if endpoint in active.fault_endpoints and (cfg.fault_match is None or cfg.fault_match in full_text):
+            if attempt <= cfg.fail_first:
+                self.faults["fail_first"] += 1
+                return error(cfg.fail_status)
+            u = draws(cfg.seed, key, attempt)[0]
+            fault = next((name for edge, name in active.edges if u < edge), None)
+        if fault is not None:
+            self.faults[fault] += 1
+            if fault == "p429":
+                return error(429)
+            if fault == "p429_quota":
+                return error(429, QUOTA_MESSAGE, "insufficient_quota")
+            if fault in ("p500", "p503", "p529"):
+                return error(int(fault[1:]))
+            if fault in ("p_hang", "p_reset", "p_truncate"):
+                return error(500)
+        self.req_seq += 1
+        payload = build_reply(
+            endpoint,
+            body,
+            active,
+            match_text,
+            snippet,
+            empty=fault == "p_empty_choices",
+            garbage=fault == "p_garbage_answer",
+            seq=self.req_seq,
+        )
+        if misbehaviour is not None:
+            misshape(payload, endpoint, *misbehaviour)
+        return 200, payload
+
     def _misbehave_early(
         self, endpoint: str, misbehaviour: tuple[str, str], attempt: int
     ) -> web.Response | None:
@@ -370,6 +454,20 @@ def build_app(state: State) -> web.Application:
     for path in GENERATION_ENDPOINTS:
         app.router.add_post(path, state.handle_generate)
     app.router.add_get(MODELS, state.handle_models)
+    # Batches (OpenAI Files + Batches, Anthropic Message Batches): `batches.py`.
+    b = state.batches_api
+    app.router.add_post(endpoints.FILES, b(lambda x: x.file_create))
+    app.router.add_get(endpoints.FILE, b(lambda x: x.file_get))
+    app.router.add_get(endpoints.FILE_CONTENT, b(lambda x: x.file_content))
+    app.router.add_post(endpoints.BATCHES, b(lambda x: x.openai_create))
+    app.router.add_get(endpoints.BATCHES, b(lambda x: x.openai_list))
+    app.router.add_get(endpoints.BATCH, b(lambda x: x.openai_get))
+    app.router.add_post(endpoints.BATCH_CANCEL, b(lambda x: x.openai_cancel))
+    app.router.add_post(endpoints.MESSAGE_BATCHES, b(lambda x: x.anthropic_create))
+    app.router.add_get(endpoints.MESSAGE_BATCHES, b(lambda x: x.anthropic_list))
+    app.router.add_get(endpoints.MESSAGE_BATCH, b(lambda x: x.anthropic_get))
+    app.router.add_post(endpoints.MESSAGE_BATCH_CANCEL, b(lambda x: x.anthropic_cancel))
+    app.router.add_get(endpoints.MESSAGE_BATCH_RESULTS, b(lambda x: x.anthropic_results))
     # Control (tests and benchmarks).
     app.router.add_get("/_stats", state.handle_stats)
     app.router.add_get("/_config", state.handle_config)
