@@ -4,6 +4,7 @@ reaches the pipeline and the providers), bad-input policy, prices."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,10 @@ class ClientFlags:
         checked here, so a bad value fails before --dry-run too."""
         from caitool.providers import default_model
 
+        for flag in ("timeout", "rpm", "tpm"):
+            value = params.get(flag)
+            if value is not None and not math.isfinite(value):
+                raise UsageError(f"--{flag} {value}: must be a finite number")
         return cls(
             model=params.get("model") or default_model(),
             base_url=params.get("base_url"),

@@ -11,10 +11,13 @@ themselves: the single retry layer lives in `caitool.retry`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+from caitool.errors import UsageError
 
 Role = Literal["system", "user", "assistant"]
 
@@ -42,6 +45,13 @@ class GenerateParams:
     logprobs: bool = False
     top_logprobs: int = 0
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        # NaN or Infinity would reach request bodies and the manifest as invalid JSON (`--top-p nan`).
+        for name in ("temperature", "top_p"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise UsageError(f"--{name.replace('_', '-')} {value}: must be a finite number")
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change outputs (the seed is recorded separately)."""

@@ -10,6 +10,7 @@ settings rewrites the same rows, and one with other inputs or settings is refuse
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import sys
 from pathlib import Path
@@ -29,8 +30,8 @@ def parse_ratio(ratio: str | None) -> tuple[float, float] | None:
         a, h = (float(x) for x in ratio.split(":"))
     except ValueError:
         raise UsageError(f"--ratio {ratio!r}: expected AI:HUMAN, e.g. 1:1 or 182831:135296") from None
-    if a < 0 or h < 0 or a + h == 0:
-        raise UsageError(f"--ratio {ratio!r}: parts must be non-negative and not both zero")
+    if not (math.isfinite(a) and math.isfinite(h)) or a < 0 or h < 0 or a + h == 0:
+        raise UsageError(f"--ratio {ratio!r}: parts must be finite, non-negative and not both zero")
     return a, h
 
 
