@@ -45,10 +45,11 @@ class ConfigError(CaitoolError):
 class InputError(UsageError):
     """Bad input data. `where` is `file:line` so editors and terminals can jump to it."""
 
-    def __init__(self, where: str, message: str) -> None:
+    def __init__(self, where: str, message: str, line: str | None = None) -> None:
         super().__init__(f"{where}: {message}")
         self.where = where
         self.reason = message
+        self.line = line  # the raw text of a line that could not be read as a record, for the rejects file
 
 
 class ProviderError(CaitoolError):

@@ -95,7 +95,11 @@ def read_lines(path: str) -> Iterator[Line | InputError]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield InputError(where, f"not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})")
+                yield InputError(
+                    where,
+                    f"not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})",
+                    raw.decode("utf-8", "backslashreplace").rstrip("\r\n"),
+                )
                 count += 1
                 continue
             if not text.strip():
@@ -104,19 +108,23 @@ def read_lines(path: str) -> Iterator[Line | InputError]:
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield InputError(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
+                reason = f"malformed JSON: {exc.msg} at column {exc.colno}"
+                yield InputError(where, reason, text.rstrip("\r\n"))
                 continue
             except RecursionError:
-                yield InputError(where, "JSON nested too deeply")
+                yield InputError(where, "JSON nested too deeply", text.rstrip("\r\n"))
                 continue
             except ValueError as exc:  # an integer beyond Python's digit limit, and the like
-                yield InputError(where, f"malformed JSON: {exc}")
+                yield InputError(where, f"malformed JSON: {exc}", text.rstrip("\r\n"))
                 continue
             if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(data):
-                yield InputError(where, "invalid Unicode: a lone surrogate escape (\\ud800-\\udfff)")
+                yield InputError(
+                    where, "invalid Unicode: a lone surrogate escape (\\ud800-\\udfff)", text.rstrip("\r\n")
+                )
                 continue
             if not isinstance(data, dict):
-                yield InputError(where, f"expected a JSON object, got {type(data).__name__}")
+                reason = f"expected a JSON object, got {type(data).__name__}"
+                yield InputError(where, reason, text.rstrip("\r\n"))
                 continue
             yield Line(where, data)
     finally:

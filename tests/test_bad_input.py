@@ -141,6 +141,9 @@ def test_skip_mode_writes_rejects_and_goes_on(fake, tmp_path: Path) -> None:
     rejects = read_jsonl(tmp_path / "out.jsonl.rejects.jsonl")
     assert [rj["where"] for rj in rejects] == [f"{src}:2", f"{src}:3", f"{src}:4"]
     assert rejects[1]["record"] == {"id": "b", "nope": 1}
+    # Lines that are not records keep their raw text, so the rejects file loses nothing of the input.
+    assert rejects[0]["line"] == '{"prompt": ' and "record" not in rejects[0]
+    assert rejects[2]["line"] == "\\xff\\xfe"
     assert "3 bad input lines skipped" in r.stderr
 
 

@@ -278,6 +278,8 @@ class BadInputPolicy:
             row: dict[str, Any] = {"where": err.where, "error": err.reason}
             if data is not None:
                 row["record"] = data
+            elif err.line is not None:
+                row["line"] = err.line  # not a record: the raw text, so nothing of the input is lost
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(dumps(row) + "\n")
 
