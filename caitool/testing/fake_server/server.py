@@ -223,17 +223,7 @@ class State:
             return self._error(endpoint, 400, "the request body is not valid JSON")
         if not isinstance(body, dict):
             return self._error(endpoint, 400, "the request body must be a JSON object")
-        key = prompt_key(body)
-        self.attempts[key] += 1
-        attempt = self.attempts[key]
-        match_text, snippet, full_text = prompt_texts(endpoint, body)
-        if key not in self.prompts:
-            self.prompts[key] = (
-                full_text[-PROMPT_TEXT_CHARS:] if endpoint == COMPLETIONS else match_text[:300]
-            )
-        model = body.get("model")
-        model = model if isinstance(model, str) else ""
-        self.by_model[model] += 1
+        key, attempt, model, (match_text, snippet, full_text) = self._count_prompt(endpoint, body)
         if cfg.record_bodies and len(self.bodies) < MAX_RECORDED_BODIES:
             self.bodies.append({"endpoint": endpoint, "key": key, "attempt": attempt, "body": body})
 
@@ -278,11 +268,7 @@ class State:
                 if cfg.fail_status >= 500:
                     await self._sleep_latency(active, key, attempt)
                 return self._error(endpoint, cfg.fail_status)
-            u = draws(cfg.seed, key, attempt)[0]
-            for edge, name in active.edges:
-                if u < edge:
-                    fault = name
-                    break
+            fault = self._draw_fault(active, key, attempt)
         if fault is not None:
             self.faults[fault] += 1
             if fault == "p429":
@@ -335,17 +321,7 @@ class State:
         (p_hang, p_reset, p_truncate) and the early misbehaviours become a 500 / 429 for that request."""
         active = self.active
         cfg = active.cfg
-        key = prompt_key(body)
-        self.attempts[key] += 1
-        attempt = self.attempts[key]
-        match_text, snippet, full_text = prompt_texts(endpoint, body)
-        if key not in self.prompts:
-            self.prompts[key] = (
-                full_text[-PROMPT_TEXT_CHARS:] if endpoint == COMPLETIONS else match_text[:300]
-            )
-        model = body.get("model")
-        model = model if isinstance(model, str) else ""
-        self.by_model[model] += 1
+        key, attempt, model, (match_text, snippet, full_text) = self._count_prompt(endpoint, body)
 
         def error(
             status: int, message: str | None = None, code: str | None = None
@@ -371,8 +347,7 @@ class State:
             if attempt <= cfg.fail_first:
                 self.faults["fail_first"] += 1
                 return error(cfg.fail_status)
-            u = draws(cfg.seed, key, attempt)[0]
-            fault = next((name for edge, name in active.edges if u < edge), None)
+            fault = self._draw_fault(active, key, attempt)
         if fault is not None:
             self.faults[fault] += 1
             if fault == "p429":
@@ -397,6 +372,28 @@ class State:
         if misbehaviour is not None:
             misshape(payload, endpoint, *misbehaviour)
         return 200, payload
+
+    def _count_prompt(
+        self, endpoint: str, body: dict[str, Any]
+    ) -> tuple[str, int, str, tuple[str, str, str]]:
+        """Count one generation request, live or inside a batch, by prompt and by model: (prompt key,
+        its attempt number, model, (match text, snippet, full text))."""
+        key = prompt_key(body)
+        self.attempts[key] += 1
+        texts = match_text, _, full_text = prompt_texts(endpoint, body)
+        if key not in self.prompts:
+            recorded = full_text[-PROMPT_TEXT_CHARS:] if endpoint == COMPLETIONS else match_text[:300]
+            self.prompts[key] = recorded
+        model = body.get("model")
+        model = model if isinstance(model, str) else ""
+        self.by_model[model] += 1
+        return key, self.attempts[key], model, texts
+
+    @staticmethod
+    def _draw_fault(active: Active, key: str, attempt: int) -> str | None:
+        """The seeded fault (p429, p500, p_hang, ...) of this attempt at this prompt, or None."""
+        u = draws(active.cfg.seed, key, attempt)[0]
+        return next((name for edge, name in active.edges if u < edge), None)
 
     def _misbehave_early(
         self, endpoint: str, misbehaviour: tuple[str, str], attempt: int
