@@ -399,11 +399,11 @@ class OutputStore:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
-                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-                os.close(fd)
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    os.close(fd)
                     raise CaitoolError(f"cannot lock {lock}: {exc.strerror}") from None
-                who = _describe_holder(holder)
+                who = _read_holder(fd)
+                os.close(fd)
                 raise UsageError(
                     f"{self.files.output} is being written by another caitool run ({who})",
                     hint="wait for it to finish (or stop it), or choose another -o",
@@ -716,9 +716,16 @@ class OutputStore:
             self._unlock()
 
 
-def _describe_holder(text: str) -> str:
-    try:
-        info = json.loads(text)
-        return f"pid {info['pid']}, started {info['started']}: {info['command']}"
-    except (ValueError, TypeError, KeyError):
-        return "its lock file names no process yet"
+def _read_holder(fd: int, wait_s: float = 1.0) -> str:
+    """Name the run holding the lock. The holder writes its pid just after taking the lock, so a run
+    refused inside that window waits up to `wait_s` for the line rather than naming no one."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+        try:
+            info = json.loads(text)
+            return f"pid {info['pid']}, started {info['started']}: {info['command']}"
+        except (ValueError, TypeError, KeyError):
+            if time.monotonic() >= deadline:
+                return "its lock file names no process yet"
+            time.sleep(0.02)
