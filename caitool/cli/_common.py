@@ -26,11 +26,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
+TIERS = ("standard", "flex", "batch")
+
 
 @dataclass(frozen=True)
 class ClientFlags:
-    """--model, --base-url, --api-key, --timeout, --retries, --rpm, --tpm, --concurrency, --price: how a
-    generating command reaches its model, read once from the command's parameters."""
+    """--model, --base-url, --api-key, --timeout, --retries, --rpm, --tpm, --concurrency, --price, --tier:
+    how a generating command reaches its model, read once from the command's parameters."""
 
     model: str
     base_url: str | None = None
@@ -41,6 +43,7 @@ class ClientFlags:
     tpm: float | None = None
     concurrency: int | None = None
     price: tuple[float, float] | None = None
+    tier: str = "standard"  # TIERS; how requests are sent and billed, never what they return
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ClientFlags:
@@ -62,6 +65,7 @@ class ClientFlags:
             tpm=params.get("tpm"),
             concurrency=params.get("concurrency"),
             price=parse_price(params.get("price")),
+            tier=check_choice("--tier", params.get("tier", "standard"), TIERS),
         )
 
     def build(self, model: str | None = None, *, base_url: str | None = None) -> ResilientClient:

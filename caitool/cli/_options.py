@@ -73,6 +73,14 @@ ShardOpt = Annotated[
         help="I/N: only the records whose id hashes to shard I of N (job arrays; join with caitool merge).",
     ),
 ]
+TierOpt = Annotated[
+    str,
+    typer.Option(
+        "--tier",
+        help="standard (live requests), flex (OpenAI service_tier=flex: half price, slower) or batch "
+        "(provider batch APIs: half price, results within hours). A run resumes on any tier.",
+    ),
+]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print the rendered prompts of the first record; no calls.")
 ]
@@ -138,6 +146,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
     "on_bad_input": (OnBadInputOpt, "fail"),
     "rejects": (RejectsOpt, None),
     "price": (PriceOpt, None),
+    "tier": (TierOpt, "standard"),
     "overwrite": (OverwriteOpt, False),
     "dry_run": (DryRunOpt, False),
     "shard": (ShardOpt, None),
