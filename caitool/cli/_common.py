@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from caitool.pricing import Price
     from caitool.providers import ProviderInfo
     from caitool.retry import ResilientClient
+    from caitool.shards import Shard
     from caitool.tasks.base import RecordTask
 
 T = TypeVar("T")
@@ -130,7 +131,7 @@ def run_task(
     default concurrency is the run's unless --concurrency. Exits with the pipeline's exit code."""
     from caitool.inputs import count_lines
     from caitool.pipeline import RunSpec, execute
-    from caitool.shards import SHARD_SETTING, Shard, shard_jobs
+    from caitool.shards import Shard, shard_jobs
     from caitool.tasks.base import make_process, print_preview
 
     shard = Shard.parse(run.shard) if run.shard else None
@@ -142,13 +143,9 @@ def run_task(
         if job is not None:
             print_preview(job.id, task.preview(job), task.prompt_format)
         raise typer.Exit(0)
-    settings, extra = task.settings(), dict(extra_manifest or {})
-    if shard is not None:
-        # The shard is a setting (a shard's output resumes only as that shard); the manifest also keeps the
-        # unsharded fingerprint, so `caitool merge` can make an output the unsharded command resumes.
-        unsharded = RunSpec(command=task.command, input=run.input, output=run.output, settings=settings)
-        extra["shard"] = shard.manifest(unsharded.fingerprint(), task.id_key)
-        settings = {**settings, SHARD_SETTING: str(shard)}
+    settings, extra = sharded_settings(
+        shard, task.command, run.input, run.output, task.settings(), extra_manifest, task.id_key
+    )
     run_spec = RunSpec(
         command=task.command,
         input=run.input,
@@ -166,6 +163,29 @@ def run_task(
     raise typer.Exit(execute(run_spec, jobs, make_process(task), clients, price=price, counts=counts))
 
 
+def sharded_settings(
+    shard: Shard | None,
+    command: str,
+    input_path: str,
+    output: str | None,
+    settings: dict[str, Any],
+    extra_manifest: dict[str, Any] | None,
+    id_key: str = "id",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings, extra manifest) of a run on `shard`. The shard is a setting (a shard's output resumes only
+    as that shard); the manifest also keeps the unsharded fingerprint, so `caitool merge` can make an output
+    the unsharded command resumes."""
+    from caitool.pipeline import RunSpec
+    from caitool.shards import SHARD_SETTING
+
+    extra = dict(extra_manifest or {})
+    if shard is None:
+        return settings, extra
+    unsharded = RunSpec(command=command, input=input_path, output=output, settings=settings)
+    extra["shard"] = shard.manifest(unsharded.fingerprint(), id_key)
+    return {**settings, SHARD_SETTING: str(shard)}, extra
+
+
 def run_then_read(
     task: Any,
     jobs: Iterable[Job[Any]],
@@ -181,26 +201,39 @@ def run_then_read(
     """Run `task.process` over `jobs` durably into OUTPUT+`suffix` (resumable; a temporary file when the
     result goes to stdout), then `then(path)` over every row written: `run_task` for the commands whose result
     is computed from all of a run's rows (red-team's deduplication, eval-labeler's metrics), whose jobs are
-    not one per input line. (exit code, result); an interrupted run exits at once."""
+    not one per input line. With --shard, only the shard's jobs run, and `then` reads the shard's rows.
+    (exit code, result); an interrupted run exits at once."""
     import tempfile
 
     from caitool.errors import EXIT_INTERRUPTED
     from caitool.pipeline import RunSpec, execute
+    from caitool.shards import Shard, shard_jobs
+
+    shard = Shard.parse(run.shard) if run.shard else None
 
     def execute_into(path: str) -> tuple[int, R]:
+        settings, extra = sharded_settings(
+            shard,
+            task.command,
+            run.input,
+            path,
+            {"model": flags.model, "base_url": flags.base_url, **task.settings()},
+            extra_manifest,
+        )
         run_spec = RunSpec(
             command=task.command,
             input=run.input,
             output=path,
             errors=run.errors,
-            settings={"model": flags.model, "base_url": flags.base_url, **task.settings()},
+            settings=settings,
             concurrency=flags.concurrency if flags.concurrency is not None else client.default_concurrency,
             quiet=run.quiet,
             overwrite=run.overwrite,
-            total=total,
-            extra_manifest=extra_manifest or {},
+            total=total if shard is None else None,
+            extra_manifest=extra,
         )
-        code = execute(run_spec, iter(jobs), lambda store: task.process, [client], price=flags.price_for())
+        selected = shard_jobs(iter(jobs), shard, lambda job: job.id)
+        code = execute(run_spec, selected, lambda store: task.process, [client], price=flags.price_for())
         if code == EXIT_INTERRUPTED:
             raise typer.Exit(code)
         return code, then(path)

@@ -104,16 +104,22 @@ PriceOpt = Annotated[
 ]
 
 
-def data_command(func: Callable[..., None]) -> Callable[..., None]:
+def data_command(func: Callable[..., None] | None = None, *, omit: tuple[str, ...] = ()) -> Any:
     """Give a data command the shared client and run flags, declared here once: INPUT and -o first, then
     the command's own parameters (from `ctx`, its first, to `--seed`), then --base-url ... --quiet in one
-    order. The command reads them as `ClientFlags.from_params(ctx.params)` / `RunFlags.from_params(...)`;
-    a parameter the command declares itself (compare's --base-url, with its own help) is kept as declared."""
+    order. The command reads them as `ClientFlags.from_params(ctx.params)` / `RunFlags.from_params(...)`.
+    A parameter the command declares itself (compare's --base-url, with its own help) is kept as declared;
+    `omit` names shared flags the command has no use for (red-team's INPUT is its own SEEDS argument).
+    Use as `@data_command` or `@data_command(omit=(...))`."""
+    if func is None:
+        return functools.partial(data_command, omit=omit)
+    unknown = set(omit) - set(_SHARED)
+    assert not unknown, f"omit names no shared flag: {sorted(unknown)}"
     own = inspect.signature(func, eval_str=True).parameters
     added = {
         name: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
         for name, (kind, default) in _SHARED.items()
-        if name not in own
+        if name not in own and name not in omit
     }
     first = [p for name, p in added.items() if name in _FIRST]
     rest = [p for name, p in added.items() if name not in _FIRST]

@@ -9,33 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from caitool.cli import app
-from caitool.cli._options import (
-    ApiKeyOpt,
-    BaseUrlOpt,
-    ConcurrencyOpt,
-    ErrorsOpt,
-    ModelOpt,
-    OnBadInputOpt,
-    OverwriteOpt,
-    PriceOpt,
-    QuietOpt,
-    RejectsOpt,
-    RetriesOpt,
-    RpmOpt,
-    SeedOpt,
-    TimeoutOpt,
-    TpmOpt,
-)
+from caitool.cli._options import ModelOpt, SeedOpt, data_command
 from caitool.cli._report import read_rows, table, warn
 
 if TYPE_CHECKING:
-    from caitool.cli._common import ClientFlags
+    from caitool.cli._common import ClientFlags, RunFlags
     from caitool.evaluation.gold import GoldItem
     from caitool.evaluation.labeler_metrics import ItemProbability
     from caitool.tasks.score_gold import GoldOptions
 
 
 @app.command("eval-labeler")
+@data_command(omit=("input", "dry_run"))  # the input is GOLD
 def eval_labeler(
     ctx: typer.Context,
     gold: Annotated[
@@ -83,20 +68,7 @@ def eval_labeler(
         str | None, typer.Option("--plot", help="Also draw the calibration curve (.png/.svg/.pdf).")
     ] = None,
     seed: SeedOpt = 0,
-    base_url: BaseUrlOpt = None,
-    api_key: ApiKeyOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    rpm: RpmOpt = None,
-    tpm: TpmOpt = None,
-    timeout: TimeoutOpt = 120.0,
-    retries: RetriesOpt = 6,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N gold items.")] = None,
-    errors: ErrorsOpt = None,
-    on_bad_input: OnBadInputOpt = "fail",
-    rejects: RejectsOpt = None,
-    price: PriceOpt = None,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Accuracy, calibration (ECE), position-flip rate and length bias of a feedback model on a gold set.
 
@@ -106,11 +78,13 @@ def eval_labeler(
     label-pairs' answer reader, both orders), from --probs, or from `p_correct` fields in GOLD. Table on
     stderr, JSON on stdout.
     """
-    from caitool.cli._common import ClientFlags, print_json
+    from caitool.cli._common import ClientFlags, RunFlags, print_json
     from caitool.errors import UsageError
     from caitool.tasks.score_gold import GoldOptions
 
-    items = _gold_items(gold, on_bad_input, rejects, limit)
+    run = RunFlags.from_params({**ctx.params, "input": gold})
+    quiet = run.quiet
+    items = _gold_items(gold, run, limit)
     if probs is not None and model is not None:
         raise UsageError("--probs and --model both give the probabilities; choose one")
     code, spec, rows = 0, None, dict[str, Any]()
@@ -119,9 +93,12 @@ def eval_labeler(
         spec = flags.model
         options = GoldOptions(prompt_format, one_order, votes, constitution, cot, cot_samples, seed)
         code, rows = _score_gold(items, options, flags, ctx.params, gold)
+        items = _in_shard(items, run.shard, gold)
         if any(it.n_options > 2 for it in items):
             _many_option_report(items, rows, gold=gold, spec=spec, bins=bins, quiet=quiet, code=code)
     source = "probs" if probs is not None else "model" if spec else "gold"
+    if source != "model":
+        items = _in_shard(items, run.shard, gold)
     report = _report(
         items, _probabilities(items, source, probs, rows, output), gold, source, spec, bins, quiet
     )
@@ -138,17 +115,33 @@ def eval_labeler(
     raise typer.Exit(code)
 
 
-def _gold_items(gold: str, on_bad_input: str, rejects: str | None, limit: int | None) -> list[GoldItem]:
+def _gold_items(gold: str, run: RunFlags, limit: int | None) -> list[GoldItem]:
     from caitool.errors import UsageError
     from caitool.evaluation.gold import parse_gold
 
-    items: list[GoldItem] = read_rows(gold, on_bad_input, rejects, parse_gold)[:limit]
+    items: list[GoldItem] = read_rows(gold, run.on_bad_input, run.rejects, parse_gold)[:limit]
     if not items:
         raise UsageError(f"{gold}: no gold items")
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         raise UsageError(f"{gold}: duplicate item ids", hint="give each row a unique 'id'")
     return items
+
+
+def _in_shard(items: list[GoldItem], shard: str | None, gold: str) -> list[GoldItem]:
+    """--shard's share of the items: the report covers only those (`caitool merge` the shards' -o files and
+    rerun without --shard for the whole set). The model run itself gets every item and keeps the shard's
+    jobs, so that each shard's settings (the gold file's hash among them) match the unsharded run's."""
+    from caitool.errors import UsageError
+    from caitool.shards import Shard
+
+    if shard is None:
+        return items
+    part = Shard.parse(shard)
+    kept = [it for it in items if part.holds(it.id)]
+    if not kept:
+        raise UsageError(f"{gold}: no gold item falls in shard {part}")
+    return kept
 
 
 def _probabilities(

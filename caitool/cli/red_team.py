@@ -8,23 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from caitool.cli import app
-from caitool.cli._options import (
-    ApiKeyOpt,
-    BaseUrlOpt,
-    ConcurrencyOpt,
-    ErrorsOpt,
-    ModelOpt,
-    OnBadInputOpt,
-    OverwriteOpt,
-    PriceOpt,
-    QuietOpt,
-    RejectsOpt,
-    RetriesOpt,
-    RpmOpt,
-    SeedOpt,
-    TimeoutOpt,
-    TpmOpt,
-)
+from caitool.cli._options import ModelOpt, SeedOpt, data_command
 from caitool.cli._report import print_rows, read_rows, table, warn
 
 if TYPE_CHECKING:
@@ -32,6 +16,7 @@ if TYPE_CHECKING:
 
 
 @app.command("red-team")
+@data_command(omit=("input", "limit"))  # the input is SEEDS; -n says how many
 def red_team(
     ctx: typer.Context,
     seeds: Annotated[
@@ -82,20 +67,7 @@ def red_team(
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens per generated prompt.")] = 96,
     top_p: Annotated[float | None, typer.Option("--top-p")] = None,
     seed: SeedOpt = 0,
-    base_url: BaseUrlOpt = None,
-    api_key: ApiKeyOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    rpm: RpmOpt = None,
-    tpm: TpmOpt = None,
-    timeout: TimeoutOpt = 120.0,
-    retries: RetriesOpt = 6,
-    errors: ErrorsOpt = None,
-    on_bad_input: OnBadInputOpt = "fail",
-    rejects: RejectsOpt = None,
-    price: PriceOpt = None,
-    overwrite: OverwriteOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the first request; no calls.")] = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """New red-team prompts by few-shot prompting a model with seed prompts, with exact and near-duplicate
     removal and a diversity report (the paper's model-generated red-team prompts).
@@ -112,10 +84,11 @@ def red_team(
     from caitool.tasks import red_team as rt
 
     flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params({**ctx.params, "input": seeds})
+    quiet = run.quiet
     check_choice("--prompt-format", prompt_format, ("chat", "completion"))
     dedup_settings = _dedup_settings(dedup, threshold, ngram, embedding_threshold, min_chars, seed)
     templates = rt.load_red_team_templates(template or "red_team")
-    seed_list = read_rows(seeds, on_bad_input, rejects, lambda line: parse_seed(line, field))
+    seed_list = read_rows(seeds, run.on_bad_input, run.rejects, lambda line: parse_seed(line, field))
     if not seed_list:
         raise UsageError(f"{seeds}: no seed prompts")
     if len(seed_list) < shots:
