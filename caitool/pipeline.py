@@ -25,7 +25,7 @@ from caitool import __version__
 from caitool.console import RunProgress, info
 from caitool.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, CaitoolError, ConsumerGone
 from caitool.inputs import check_input
-from caitool.pricing import Price
+from caitool.pricing import Price, cost_by_tier, total_cost
 from caitool.providers._http import redact
 from caitool.retry import ResilientClient, stats_by_spec
 from caitool.runner import Job, RunCounts, run_jobs
@@ -86,11 +86,17 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _usd(cost: float | None) -> float | None:
+    return None if cost is None else round(cost, 6)
+
+
 def _summary(
     run: RunSpec, counts: RunCounts, clients: list[ResilientClient], price: Price | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = counts.to_dict()
     for model_spec, s in stats_by_spec(clients).items():  # a spec used by two clients adds up
+        total = total_cost(price, s.usage_by_tier)
+        costs = cost_by_tier(price, s.usage_by_tier)
         out.setdefault("models", {})[model_spec] = {
             "requests": s.requests,
             "attempts": s.attempts,
@@ -98,12 +104,26 @@ def _summary(
             "rate_limited": s.rate_limited,
             "failed_requests": s.failures,
             **s.usage.to_dict(),
-            "cost_usd": round(price.cost(s.usage), 6) if price else None,
+            "cost_usd": _usd(total),
+            # Tokens and USD per cost tier (a flex run that fell back has both flex and standard).
+            "by_tier": {
+                tier: {**u.to_dict(), "cost_usd": _usd(costs[tier])} for tier, u in s.usage_by_tier.items()
+            },
         }
+        if s.flex_unavailable:
+            out["models"][model_spec]["flex_unavailable"] = s.flex_unavailable
+    for c in clients:  # a flex run that switched to standard after --flex-fallback N answers
+        if c.fell_back:
+            out["models"][c.spec]["flex_fallback"] = {"after": c.flex_fallback, "fell_back": True}
     for c in clients:  # an endpoint fleet: requests, errors and latency per endpoint
         if (endpoint_stats := getattr(c, "endpoint_stats", None)) is not None:
             out["models"][c.spec].setdefault("endpoints", {}).update(endpoint_stats())
     return out
+
+
+def _tier_part(tier: str, m: dict[str, Any]) -> str:
+    tok = m["input_tokens"] + m["output_tokens"]
+    return f"{tier} {tok:,} tokens" + ("" if m["cost_usd"] is None else f" ${m['cost_usd']:.4f}")
 
 
 def _print_summary(run: RunSpec, status: str, summary: dict[str, Any], files: RunFiles) -> None:
@@ -125,7 +145,12 @@ def _print_summary(run: RunSpec, status: str, summary: dict[str, Any], files: Ru
         # After a resume the counts are this run's requests only (the earlier runs' are in their summaries).
         scope = "this run: " if summary["resumed"] else ""
         calls = f"{m['attempts']} calls ({m['retries']} retries)"
+        tiers = m.get("by_tier", {})
+        if set(tiers) - {"standard"}:  # name the tiers when any is not standard (a fallback has two)
+            cost += " (" + ", ".join(_tier_part(t, x) for t, x in tiers.items()) + ")"
         parts.append(f"{model_spec}: {scope}{calls}, {tok:,} tokens{cost}")
+        if (fallback := m.get("flex_fallback")) is not None:
+            parts.append(f"fell back from flex to standard after {fallback['after']} unavailable answers")
         for url, e in m.get("endpoints", {}).items():
             lat = e["latency_ms"]["p50"]
             parts.append(f"{url}: {e['requests']} requests, {e['errors']} errors, p50 {lat} ms")
@@ -180,7 +205,8 @@ def execute(
 
             def on_progress(c: RunCounts) -> None:
                 tokens = sum(x.stats.usage.input_tokens + x.stats.usage.output_tokens for x in clients)
-                cost = sum(price.cost(x.stats.usage) for x in clients) if price else None
+                costs = [total_cost(price, x.stats.usage_by_tier) for x in clients]
+                cost = None if None in costs else sum(c for c in costs if c is not None)
                 progress.update(c.done + c.resumed + c.failed, tokens=tokens, cost=cost, failed=c.failed)
 
             # Everything alive now (modules, constitution, templates, the resumed id set) lives for the whole

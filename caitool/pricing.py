@@ -85,3 +85,23 @@ def price_for(spec: str, override: tuple[float, float] | None = None) -> Price |
         factors = found.tier_factors if found is not None else {}
         return Price(override[0], override[1], None, factors)
     return found
+
+
+def tier_cost(price: Price | None, tier: str, usage: Usage) -> float | None:
+    """USD for `usage` sent at `tier`, or None when the price (or that tier's price) is unknown."""
+    if price is None or not price.has_tier(tier):
+        return None
+    return price.cost(usage, tier)
+
+
+def cost_by_tier(price: Price | None, usage_by_tier: Mapping[str, Usage]) -> dict[str, float | None]:
+    """USD per tier of a run's usage split by tier (`retry.CallStats.usage_by_tier`)."""
+    return {tier: tier_cost(price, tier, usage) for tier, usage in usage_by_tier.items()}
+
+
+def total_cost(price: Price | None, usage_by_tier: Mapping[str, Usage]) -> float | None:
+    """USD of all tiers together; None when any tier used has no known price."""
+    costs = cost_by_tier(price, usage_by_tier).values()
+    if price is None or any(c is None for c in costs):
+        return None
+    return sum(c for c in costs if c is not None)

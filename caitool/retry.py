@@ -16,6 +16,12 @@ A 401/403 means the key is wrong for every record: the run stops at the first on
 
 Every HTTP request is one attempt: against `--rpm/--tpm` and in the counters. A provider without `n`
 (`supports_n = False`: Anthropic) gets one request per sample, each budgeted, retried and counted.
+
+`--tier flex` (a provider with `supports_flex`: OpenAI's protocol) sends every attempt with
+`service_tier: "flex"`. OpenAI answers a flex request it has no capacity for with a 429 "Resource
+Unavailable": that is not a rate limit (no pause, no rpm decrease), just a retry with backoff; after
+`--flex-fallback N` of them the rest of the run's attempts go out at standard (said once on stderr). Usage
+is counted per tier, so the cost of a run that fell back is priced right.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from caitool.providers.base import (
 
 log = logging.getLogger("caitool")
 T = TypeVar("T")
+Send = Callable[[GenerateParams], Awaitable[Completion]]  # one attempt of a request, with its params
 
 
 def _initial_wait() -> float:
@@ -154,7 +161,9 @@ class CallStats:
     retries: int = 0
     rate_limited: int = 0
     failures: int = 0
+    flex_unavailable: int = 0  # flex attempts answered 429 "Resource Unavailable"
     usage: Usage = field(default_factory=Usage)
+    usage_by_tier: dict[str, Usage] = field(default_factory=dict)  # the same usage, split by cost tier
 
     def add(self, other: CallStats) -> None:
         self.requests += other.requests
@@ -162,7 +171,23 @@ class CallStats:
         self.retries += other.retries
         self.rate_limited += other.rate_limited
         self.failures += other.failures
+        self.flex_unavailable += other.flex_unavailable
         self.usage.add(other.usage)
+        for tier, usage in other.usage_by_tier.items():
+            self.usage_by_tier.setdefault(tier, Usage()).add(usage)
+
+    def record(self, usage: Usage, tier: str) -> None:
+        self.usage.add(usage)
+        self.usage_by_tier.setdefault(tier, Usage()).add(usage)
+
+
+def flex_unavailable(exc: ProviderError) -> bool:
+    """OpenAI's answer to a flex request it has no capacity for: 429 "Resource Unavailable" (code
+    `resource_unavailable`), a transient capacity answer rather than a rate limit or a quota."""
+    if exc.status != 429:
+        return False
+    text = str(exc).lower()
+    return "resource unavailable" in text or "resource_unavailable" in text
 
 
 def stats_by_spec(clients: Iterable[ResilientClient]) -> dict[str, CallStats]:
@@ -191,6 +216,9 @@ class ResilientClient:
         client: ModelClient,
         policy: RetryPolicy | None = None,
         limiter: RateLimiter | None = None,
+        *,
+        tier: str = "standard",
+        flex_fallback: int | None = None,
     ) -> None:
         self.client = client
         self.spec = client.spec
@@ -204,6 +232,11 @@ class ResilientClient:
         self.supports_n: bool = declared["supports_n"]
         self.default_concurrency: int = declared["default_concurrency"]
         self.render_chat: Callable[[list[Message]], str] | None = declared["render_chat"]
+        self.supports_flex: bool = declared["supports_flex"]
+        # The tier attempts are sent at now: --tier, until a flex fallback switches it to standard.
+        self.tier = tier
+        self.flex_fallback = flex_fallback
+        self.fell_back = False
         # An endpoint fleet's per-endpoint counters (requests, errors, latency) for the summary; else None.
         self.endpoint_stats: Callable[[], dict[str, dict[str, object]]] | None = getattr(
             client, "endpoint_stats", None
@@ -223,21 +256,26 @@ class ResilientClient:
         exc = state.outcome.exception() if state.outcome else None
         return self._backoff(state.attempt_number + 1, exc)
 
-    async def _attempt(
-        self, est_tokens: int, fn: Callable[[], Awaitable[Completion]], *, retry: bool
-    ) -> Completion:
+    async def _attempt(self, est_tokens: int, fn: Send, params: GenerateParams, *, retry: bool) -> Completion:
         await self.limiter.acquire(est_tokens)
         self.stats.attempts += 1
         if retry:
             self.stats.retries += 1
+        tier = self.tier  # read per attempt: a fallback applies to the retries of requests in flight too
+        if tier == "flex":
+            params = dataclasses.replace(params, service_tier="flex")
         try:
-            result = await fn()
+            result = await fn(params)
         except ProviderError as exc:
             if exc.status in (401, 403):
                 raise AuthRejected(str(exc), hint=exc.hint) from None
             cap = self.policy.max_retry_after
             if exc.retry_after is not None and exc.retry_after > cap:
                 raise self._over_cap(exc, cap) from None
+            if tier == "flex" and flex_unavailable(exc):
+                self._on_flex_unavailable()
+                exc.retryable = True
+                raise
             if exc.rate_limited:
                 self.stats.rate_limited += 1
                 self.limiter.on_rate_limited(exc.retry_after)
@@ -245,8 +283,20 @@ class ResilientClient:
         self.limiter.on_success()
         used = result.usage.input_tokens + result.usage.output_tokens
         self.limiter.record_usage(est_tokens, used or est_tokens)
-        self.stats.usage.add(result.usage)
+        self.stats.record(result.usage, tier)
         return result
+
+    def _on_flex_unavailable(self) -> None:
+        self.stats.flex_unavailable += 1
+        n = self.flex_fallback
+        if n is not None and self.stats.flex_unavailable >= n and not self.fell_back:
+            self.fell_back = True
+            self.tier = "standard"
+            warn(
+                f"{self.spec}: {self.stats.flex_unavailable} flex requests answered 429 Resource Unavailable "
+                f"(--flex-fallback {n}): the rest of this run's requests go out at the standard tier "
+                "(standard price)"
+            )
 
     def _over_cap(self, exc: ProviderError, cap: float) -> ProviderError:
         """A wait longer than the cap is not honoured: the request fails now (not retried) and stderr says so
@@ -269,14 +319,14 @@ class ResilientClient:
             hint=exc.hint,
         )
 
-    async def _call(self, est_tokens: int, fn: Callable[[], Awaitable[Completion]]) -> Completion:
+    async def _call(self, est_tokens: int, fn: Send, params: GenerateParams) -> Completion:
         self.stats.requests += 1
         try:
             # The first attempt runs outside tenacity: a tenacity loop leaves ~30 objects in reference
             # cycles per call, and at 1000 requests/s the cycle collector's pauses (100+ ms each) cost more
             # than a tenth of the throughput (benchmarks/RESULTS.md). Retries, the rare path, use tenacity.
             try:
-                return await self._attempt(est_tokens, fn, retry=False)
+                return await self._attempt(est_tokens, fn, params, retry=False)
             except ProviderError as exc:
                 if not exc.retryable or self.policy.retries < 1:
                     raise
@@ -289,7 +339,7 @@ class ResilientClient:
             )
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(est_tokens, fn, retry=True)
+                    return await self._attempt(est_tokens, fn, params, retry=True)
         except ProviderError:
             self.stats.failures += 1
             raise
@@ -299,7 +349,7 @@ class ResilientClient:
         if params.n > 1 and not self.supports_n:
             return await self._fan_out(messages, params)
         est = _estimate_tokens(sum(len(m.content) for m in messages), params)
-        return await self._call(est, lambda: self.client.chat(messages, params))
+        return await self._call(est, lambda p: self.client.chat(messages, p), params)
 
     async def _fan_out(self, messages: list[Message], params: GenerateParams) -> Completion:
         """`n` samples from a provider without `n`: n requests sent together, each one budgeted, retried and
@@ -320,7 +370,7 @@ class ResilientClient:
 
     async def complete(self, prompt: str, params: GenerateParams) -> Completion:
         est = _estimate_tokens(len(prompt), params)
-        return await self._call(est, lambda: self.client.complete(prompt, params))
+        return await self._call(est, lambda p: self.client.complete(prompt, p), params)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -28,6 +28,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 TIERS = ("standard", "flex", "batch")
+FLEX_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class ClientFlags:
     concurrency: int | None = None
     price: tuple[float, float] | None = None
     tier: str = "standard"  # TIERS; how requests are sent and billed, never what they return
+    flex_fallback: int | None = None  # with flex: standard after this many "resource unavailable" answers
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ClientFlags:
@@ -60,13 +62,15 @@ class ClientFlags:
             model=params.get("model") or default_model(),
             base_url=params.get("base_url"),
             api_key=params.get("api_key"),
-            timeout=params.get("timeout", 120.0),
+            # Flex answers can take minutes to start (OpenAI: "use a 15 minute timeout").
+            timeout=params.get("timeout") or (FLEX_TIMEOUT_S if params.get("tier") == "flex" else 120.0),
             retries=params.get("retries", 6),
             rpm=params.get("rpm"),
             tpm=params.get("tpm"),
             concurrency=params.get("concurrency"),
             price=parse_price(params.get("price")),
             tier=check_choice("--tier", params.get("tier", "standard"), TIERS),
+            flex_fallback=params.get("flex_fallback"),
         )
 
     def build(self, model: str | None = None, *, base_url: str | None = None) -> ResilientClient:
@@ -85,6 +89,8 @@ class ClientFlags:
             rpm=self.rpm,
             tpm=self.tpm,
             concurrency=self.concurrency,
+            tier=self.tier,
+            flex_fallback=self.flex_fallback,
         )
 
     def price_for(self, model: str | None = None) -> Price | None:
@@ -254,6 +260,8 @@ def build_client(
     rpm: float | None,
     tpm: float | None,
     concurrency: int | None = None,
+    tier: str = "standard",
+    flex_fallback: int | None = None,
 ) -> Any:
     """The retrying client for `spec`; a comma-separated `base_url` makes it an endpoint fleet
     (`caitool.providers.fleet`), whose caps split `concurrency` when the URLs do not set them."""
@@ -266,7 +274,19 @@ def build_client(
         client: Any = build_fleet(spec, base_url, api_key=api_key, timeout=timeout, concurrency=concurrency)
     else:
         client = get_client(spec, base_url=base_url, api_key=api_key, timeout=timeout)
-    return ResilientClient(client, RetryPolicy(retries=retries), RateLimiter(rpm=rpm, tpm=tpm))
+    wrapped = ResilientClient(
+        client,
+        RetryPolicy(retries=retries),
+        RateLimiter(rpm=rpm, tpm=tpm),
+        tier=tier,
+        flex_fallback=flex_fallback,
+    )
+    if tier == "flex" and not wrapped.supports_flex:
+        raise UsageError(
+            f"--tier flex: {spec} has no flex tier (OpenAI's service_tier=flex, on openai/ and other "
+            "OpenAI-protocol models); use --tier standard or --tier batch"
+        )
+    return wrapped
 
 
 def parse_price(value: str | None) -> tuple[float, float] | None:

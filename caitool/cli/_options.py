@@ -43,6 +43,15 @@ TpmOpt = Annotated[float | None, typer.Option("--tpm", min=1, help="Client-side 
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", min=1, help="Deadline in seconds for each attempt, body included.")
 ]
+DataTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=1,
+        help="Deadline in seconds for each attempt, body included (default 120; 900 with --tier flex).",
+        show_default=False,
+    ),
+]
 RetriesOpt = Annotated[
     int, typer.Option("--retries", min=0, help="Retries per request (attempts = 1 + retries).")
 ]
@@ -79,6 +88,15 @@ TierOpt = Annotated[
         "--tier",
         help="standard (live requests), flex (OpenAI service_tier=flex: half price, slower) or batch "
         "(provider batch APIs: half price, results within hours). A run resumes on any tier.",
+    ),
+]
+FlexFallbackOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--flex-fallback",
+        min=1,
+        help="With --tier flex: after N 'resource unavailable' answers, send the rest at standard (default: "
+        "never; flex answers are retried with backoff).",
     ),
 ]
 DryRunOpt = Annotated[
@@ -145,7 +163,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
     "concurrency": (ConcurrencyOpt, None),
     "rpm": (RpmOpt, None),
     "tpm": (TpmOpt, None),
-    "timeout": (TimeoutOpt, 120.0),
+    "timeout": (DataTimeoutOpt, None),
     "retries": (RetriesOpt, 6),
     "limit": (LimitOpt, None),
     "errors": (ErrorsOpt, None),
@@ -153,6 +171,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
     "rejects": (RejectsOpt, None),
     "price": (PriceOpt, None),
     "tier": (TierOpt, "standard"),
+    "flex_fallback": (FlexFallbackOpt, None),
     "overwrite": (OverwriteOpt, False),
     "dry_run": (DryRunOpt, False),
     "shard": (ShardOpt, None),

@@ -45,6 +45,9 @@ class GenerateParams:
     logprobs: bool = False
     top_logprobs: int = 0
     seed: int | None = None
+    # OpenAI's `service_tier` ("flex"); None sends none. Set by the retry layer from --tier, per attempt
+    # (a flex fallback switches the rest of the run to standard); never part of the fingerprint.
+    service_tier: str | None = None
 
     def __post_init__(self) -> None:
         # NaN or Infinity would reach request bodies and the manifest as invalid JSON (`--top-p nan`).
@@ -117,6 +120,7 @@ CAPABILITY_DEFAULTS: dict[str, Any] = {
     "supports_n": True,
     "default_concurrency": 16,
     "render_chat": None,
+    "supports_flex": False,
 }
 
 
@@ -131,7 +135,8 @@ class ModelClient(Protocol):
       where more only queues);
     - `render_chat`: the model's own chat template, `messages -> text`, when the client can apply it itself
       (so a completion can continue a rendered chat after a forced prefix: label-pairs' `chat-prefill`);
-      None when only the server knows the template.
+      None when only the server knows the template;
+    - `supports_flex`: requests may ask for OpenAI's flex tier (`GenerateParams.service_tier = "flex"`).
     """
 
     spec: str

@@ -59,6 +59,7 @@ class OpenAIClient:
     supports_logprobs = True
     supports_completions = True
     supports_n = True
+    supports_flex = True  # `service_tier: "flex"` (OpenAI; a compatible server may ignore or refuse it)
     default_concurrency = 16
     render_chat = None  # the server applies the chat template
 
@@ -104,6 +105,8 @@ class OpenAIClient:
             kw["n"] = params.n
         if params.seed is not None:
             kw["seed"] = params.seed
+        if params.service_tier is not None:
+            kw["service_tier"] = params.service_tier
         if params.logprobs:
             if chat:
                 kw["logprobs"] = True

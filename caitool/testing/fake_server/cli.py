@@ -58,7 +58,14 @@ def _flag_value(name: str, text: str) -> Any:
         if name in ("models", "fault_endpoints"):
             return [x.strip() for x in text.split(",") if x.strip()]
         raise ValueError(f"--{name.replace('_', '-')} takes JSON text")
-    if name in P_FAULTS or name in ("retry_after", "hang_s", "rpm", "batch_delay_s", "p_batch_expire"):
+    if name in P_FAULTS or name in (
+        "retry_after",
+        "hang_s",
+        "rpm",
+        "batch_delay_s",
+        "p_batch_expire",
+        "p_flex_unavailable",
+    ):
         return float(text)
     if name in ("seed", "fail_first", "fail_status", "canned_status"):
         return int(text)

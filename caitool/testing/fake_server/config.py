@@ -61,6 +61,9 @@ class FakeConfig:
     p_empty_choices: float = 0.0
     p_garbage_answer: float = 0.0
     rpm: float = 0.0  # 0: no limit
+    # Share of flex requests (`service_tier: "flex"`) answered 429 "Resource Unavailable" (OpenAI's answer
+    # when flex has no capacity), drawn per prompt and attempt from the seed, apart from the p* draw.
+    p_flex_unavailable: float = 0.0
     require_key: str | None = None
     fault_endpoints: list[str] = dataclasses.field(default_factory=list)  # empty: all generation endpoints
     fault_match: str | None = None
@@ -185,7 +188,7 @@ def _coerce_field(name: str, v: Any) -> Any:
         return _prob(name, v)
     if name in ("retry_after", "hang_s", "rpm", "batch_delay_s"):
         return _nonneg_float(name, v)
-    if name == "p_batch_expire":
+    if name in ("p_batch_expire", "p_flex_unavailable"):
         return _prob(name, v)
     if name == "batch_expire":
         if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):

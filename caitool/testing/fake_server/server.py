@@ -37,6 +37,7 @@ from .request import api_key, prompt_key, prompt_texts
 
 MAX_RECORDED_BODIES = 10_000
 PROMPT_TEXT_CHARS = 300
+FLEX_UNAVAILABLE = "Resource Unavailable: no flex capacity for this request right now (fake server)."
 QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details (fake server)."
 
 
@@ -69,6 +70,9 @@ class State:
         self.attempts: Counter[str] = Counter()
         self.prompts: dict[str, str] = {}
         self.faults: Counter[str] = Counter()
+        self.service_tiers: Counter[str] = Counter()  # requests by their service_tier ("" when none)
+        # Tokens of the answered generation requests, per service tier: the fake bill.
+        self.usage: dict[str, Counter[str]] = {}
         self.bodies: list[dict[str, Any]] = []
         self.bucket = -1.0  # refilled on first use
         self.bucket_t = time.monotonic()
@@ -99,6 +103,8 @@ class State:
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "by_model": dict(self.by_model),
             "faults": dict(self.faults),
+            "service_tiers": dict(self.service_tiers),
+            "usage": {tier: dict(c) for tier, c in self.usage.items()},
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "distinct_prompts": len(self.attempts),
@@ -253,6 +259,13 @@ class State:
                 if status >= 500:
                     await self._sleep_latency(active, key, attempt)
                 return self._error(endpoint, status, f"this prompt always fails with {status} (fake server)")
+        tier = body.get("service_tier")
+        tier = tier if isinstance(tier, str) else ""
+        self.service_tiers[tier] += 1
+        flex_draw = draws(cfg.seed, key + "|flex", attempt)[0] if tier == "flex" else 1.0
+        if flex_draw < cfg.p_flex_unavailable:
+            self.faults["flex_unavailable"] += 1
+            return self._error(endpoint, 429, FLEX_UNAVAILABLE, "resource_unavailable")
 
         fault: str | None = None
         if endpoint in active.fault_endpoints and (cfg.fault_match is None or cfg.fault_match in full_text):
@@ -312,7 +325,19 @@ class State:
                 request.transport.close()  # flushes the half body, then closes: the client sees a short read
             return resp
         self.by_status[200] += 1
+        self._bill(tier or "default", payload)
         return web.Response(body=data, content_type="application/json", headers=headers)
+
+    def _bill(self, tier: str, payload: dict[str, Any]) -> None:
+        """Add an answered request's usage (OpenAI or Anthropic shape) to the tier's counters."""
+        u = payload.get("usage")
+        if not isinstance(u, dict):
+            return
+        c = self.usage.setdefault(tier, Counter())
+        c["requests"] += 1
+        for name in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens"):
+            if isinstance(u.get(name), int):
+                c[name.replace("prompt", "input").replace("completion", "output")] += u[name]
 
     def answer_in_batch(self, endpoint: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One request inside a batch through the same fault machine and reply builder as a live one:
