@@ -139,6 +139,41 @@ class Server:
         self.close()
 
 
+class ServerGroup:
+    """Several fake servers measured as one (an endpoint fleet): `stats()` sums their counters, so `measure`
+    times the request phase across all of them. `by_server()` gives each one's answered requests."""
+
+    def __init__(self, servers: Sequence[Server]) -> None:
+        self.servers = list(servers)
+
+    @property
+    def openai_base_url(self) -> str:
+        return ",".join(s.openai_base_url for s in self.servers)
+
+    def stats(self, brief: bool = True) -> dict[str, Any]:
+        parts = [s.stats(brief=brief) for s in self.servers]
+        by_status: dict[str, int] = {}
+        for p in parts:
+            for k, v in p["by_status"].items():
+                by_status[k] = by_status.get(k, 0) + v
+        return {
+            "total": sum(p["total"] for p in parts),
+            "in_flight": sum(p["in_flight"] for p in parts),
+            "max_in_flight": sum(p["max_in_flight"] for p in parts),  # an upper bound: peaks may differ
+            "by_status": by_status,
+        }
+
+    def by_server(self) -> list[int]:
+        return [s.stats(brief=True)["total"] for s in self.servers]
+
+    def reset(self, **config: Any) -> None:
+        for s in self.servers:
+            s.reset(**config)
+
+    def cpu_s(self) -> float:
+        return sum(s.cpu_s() for s in self.servers)
+
+
 @dataclass
 class Measured:
     name: str
@@ -179,7 +214,7 @@ class Measured:
 def measure(
     name: str,
     cmd: Sequence[str],
-    server: Server,
+    server: Server | ServerGroup,
     expected_requests: int,
     *,
     env: dict[str, str] | None = None,
