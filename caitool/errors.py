@@ -23,6 +23,7 @@ EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
+EXIT_BUDGET = 4  # stopped at --max-cost before every record was done: a rerun resumes
 EXIT_INTERRUPTED = 130
 
 

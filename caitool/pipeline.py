@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from caitool import __version__
+from caitool.budget import Budget
 from caitool.console import RunProgress, info
-from caitool.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, CaitoolError, ConsumerGone
+from caitool.errors import EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, CaitoolError, ConsumerGone
 from caitool.inputs import check_input
 from caitool.pricing import Price, cost_by_tier, total_cost
 from caitool.providers._http import redact
@@ -165,6 +166,7 @@ def execute(
     *,
     price: Price | None = None,
     counts: RunCounts | None = None,
+    budget: Budget | None = None,
 ) -> int:
     files = RunFiles.for_output(run.output, run.errors)
     # Before any file is created or truncated: a missing input leaves nothing behind, and no file of the run
@@ -215,6 +217,8 @@ def execute(
             gc.freeze()
             asyncio.run(_run(jobs, make_process(store), store, run, counts, on_progress, clients))
         status = "partial" if counts.failed else "complete"
+        if budget is not None and budget.stopped:
+            status = "stopped at --max-cost"
     except (KeyboardInterrupt, asyncio.CancelledError):
         status = "interrupted"
     except ConsumerGone as exc:
@@ -225,6 +229,8 @@ def execute(
         raise
     finally:
         summary = _summary(run, counts, clients, price)
+        if budget is not None:
+            summary["budget"] = budget.summary()
         try:
             store.close(status=status, counts=summary, resumable_left=status != "complete")
         except CaitoolError as close_error:
@@ -237,6 +243,14 @@ def execute(
     if status == "interrupted":
         info("interrupted: rerun the same command to resume", quiet=run.quiet)
         return EXIT_INTERRUPTED
+    if budget is not None and budget.stopped:
+        b = summary["budget"]
+        info(
+            f"stopped at --max-cost ${b['max_cost_usd']:g}: ${b['spent_usd']:.4f} spent; the next record "
+            "could have crossed it; rerun (with a larger --max-cost) to resume",
+            quiet=run.quiet,
+        )
+        return EXIT_BUDGET
     return EXIT_PARTIAL if counts.failed else EXIT_OK
 
 

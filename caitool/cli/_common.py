@@ -3,8 +3,10 @@ reaches the pipeline and the providers), bad-input policy, prices."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from caitool.runner import Job, RunCounts
 from caitool.store import RunFiles, dumps, refuse_aliases
 
 if TYPE_CHECKING:
+    from caitool.budget import Budget
     from caitool.pricing import Price
     from caitool.providers import ProviderInfo
     from caitool.retry import ResilientClient
@@ -112,6 +115,7 @@ class RunFlags:
     on_bad_input: str = "fail"
     rejects: str | None = None
     dry_run: bool = False
+    max_cost: float | None = None  # USD this run may spend (caitool.budget)
     shard: str | None = None  # "I/N": this run's part of the records (caitool.shards)
 
     @classmethod
@@ -145,10 +149,17 @@ def run_task(
     policy = BadInputPolicy(run.on_bad_input, run.rejects, run.output, counts)
     jobs = shard_jobs(lines_to_jobs(run.input, policy, task.read), shard, lambda job: job.id)
     if run.dry_run:
+        from caitool.budget import estimate, print_estimate
+
         job = next(iter(jobs), None)
         if job is not None:
             print_preview(job.id, task.preview(job), task.prompt_format)
+            sys.stdout.flush()
+            total = count_lines(run.input) if shard is None else None
+            est, read = estimate(itertools.chain([job], jobs), task.preview, task, total)
+            print_estimate(est, read, price)
         raise typer.Exit(0)
+    budget = make_budget(run.max_cost, price, task, clients)
     settings, extra = sharded_settings(
         shard, task.command, run.input, run.output, task.settings(), extra_manifest, task.id_key
     )
@@ -166,7 +177,27 @@ def run_task(
         id_key=task.id_key,
         extra_manifest=extra,
     )
-    raise typer.Exit(execute(run_spec, jobs, make_process(task), clients, price=price, counts=counts))
+    process = make_process(task)
+    if budget is not None:
+        jobs, process = budget.gate(jobs), budget.wrap(process)
+    raise typer.Exit(execute(run_spec, jobs, process, clients, price=price, counts=counts, budget=budget))
+
+
+def make_budget(
+    max_cost: float | None, price: Price | None, task: RecordTask, clients: list[ResilientClient]
+) -> Budget | None:
+    """The --max-cost budget of a run, at the tier of its model's requests; refused without a price."""
+    if max_cost is None:
+        return None
+    from caitool.budget import Budget, answer_bound, record_usage
+
+    if price is None:
+        raise UsageError("--max-cost needs the model's price: it is not in the table; pass --price IN,OUT")
+    answer_tokens, samples = answer_bound(task)
+    tier = clients[0].tier if clients else "standard"
+    return Budget(
+        max_cost, price, tier, lambda job: record_usage(task.preview(job), answer_tokens, samples), clients
+    )
 
 
 def sharded_settings(

@@ -99,6 +99,15 @@ FlexFallbackOpt = Annotated[
         "never; flex answers are retried with backoff).",
     ),
 ]
+MaxCostOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cost",
+        min=0,
+        help="USD this run may spend: no record starts whose upper-bound cost would cross it (exit 4; "
+        "rerun to resume).",
+    ),
+]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print the rendered prompts of the first record; no calls.")
 ]
@@ -174,6 +183,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
     "flex_fallback": (FlexFallbackOpt, None),
     "overwrite": (OverwriteOpt, False),
     "dry_run": (DryRunOpt, False),
+    "max_cost": (MaxCostOpt, None),
     "shard": (ShardOpt, None),
     "quiet": (QuietOpt, False),
 }

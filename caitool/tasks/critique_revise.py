@@ -367,6 +367,11 @@ class CritiqueReviseTask:
     command = "critique-revise"
     id_key = "id"
 
+    @property
+    def answer_tokens(self) -> int:
+        """The longest answer a request can get (--max-tokens): the bound caitool.budget estimates with."""
+        return self.reviser.settings.params.max_tokens
+
     def __init__(self, reviser: CritiqueReviser, run: CritiqueReviseRun) -> None:
         client, s = reviser.client, reviser.settings
         if client is not None and s.prompt_format == "completion" and not client.supports_completions:

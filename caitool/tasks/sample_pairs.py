@@ -86,6 +86,14 @@ class SamplePairsTask:
     def read(self, line: Line) -> list[Job[Any]]:
         return [Job(rid, line.where, item) for rid, item in prompt_items(line, field=self.field)]
 
+    @property
+    def answer_tokens(self) -> int:  # caitool.budget's bound: k answers of at most --max-tokens
+        return self.params.max_tokens
+
+    @property
+    def samples_per_request(self) -> int:
+        return self.k
+
     def settings(self) -> dict[str, Any]:
         return {
             "model": self.model,
