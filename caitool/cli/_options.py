@@ -135,31 +135,43 @@ def data_command(func: Callable[..., None] | None = None, *, omit: tuple[str, ..
     """Give a data command the shared client and run flags, declared here once: INPUT and -o first, then
     the command's own parameters (from `ctx`, its first, to `--seed`), then --base-url ... --quiet in one
     order. The command reads them as `ClientFlags.from_params(ctx.params)` / `RunFlags.from_params(...)`.
-    A parameter the command declares itself (compare's --base-url, with its own help) is kept as declared;
     `omit` names shared flags the command has no use for (red-team's INPUT is its own SEEDS argument).
     Use as `@data_command` or `@data_command(omit=(...))`."""
-    if func is None:
-        return functools.partial(data_command, omit=omit)
-    unknown = set(omit) - set(_SHARED)
+    decorate = with_shared_flags(_SHARED, first=_FIRST, omit=omit)
+    return decorate if func is None else decorate(func)
+
+
+def with_shared_flags(
+    table: dict[str, tuple[Any, Any]], *, first: tuple[str, ...] = (), omit: tuple[str, ...] = ()
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A decorator that adds the flags of `table` (name -> (annotation, default), in --help order) to a
+    typer command: the names in `first` before the command's own parameters, the rest after them. The
+    command declares `ctx: typer.Context` first and reads the added values from `ctx.params`; a parameter
+    it declares itself (compare's --base-url, with its own help) is kept as declared."""
+    unknown = set(omit) - set(table)
     assert not unknown, f"omit names no shared flag: {sorted(unknown)}"
-    own = inspect.signature(func, eval_str=True).parameters
-    added = {
-        name: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
-        for name, (kind, default) in _SHARED.items()
-        if name not in own and name not in omit
-    }
-    first = [p for name, p in added.items() if name in _FIRST]
-    rest = [p for name, p in added.items() if name not in _FIRST]
-    params = [own["ctx"], *first, *(p for name, p in own.items() if name != "ctx"), *rest]
 
-    @functools.wraps(func)
-    def command(ctx: typer.Context, **values: Any) -> None:
-        func(ctx, **{name: value for name, value in values.items() if name in own})
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(func, eval_str=True).parameters
+        added = {
+            name: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+            for name, (kind, default) in table.items()
+            if name not in own and name not in omit
+        }
+        before = [p for name, p in added.items() if name in first]
+        after = [p for name, p in added.items() if name not in first]
+        params = [own["ctx"], *before, *(p for name, p in own.items() if name != "ctx"), *after]
 
-    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params]
-    )
-    return command
+        @functools.wraps(func)
+        def command(ctx: typer.Context, **values: Any) -> None:
+            func(ctx, **{name: value for name, value in values.items() if name in own})
+
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params]
+        )
+        return command
+
+    return decorate
 
 
 _FIRST = ("input", "output")

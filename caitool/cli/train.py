@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from caitool.cli import app
-from caitool.cli._options import OnBadInputOpt, RejectsOpt
+from caitool.cli._options import OnBadInputOpt, RejectsOpt, with_shared_flags
 from caitool.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -71,6 +71,26 @@ PresetOpt = Annotated[
     ),
 ]
 
+# The flags every training command takes, in --help order after the command's own: name -> (type, default).
+_TRAINING: dict[str, tuple[Any, Any]] = {
+    "backend": (BackendOpt, "trl"),
+    "max_steps": (MaxStepsOpt, None),
+    "epochs": (EpochsOpt, None),
+    "lr": (LrOpt, None),
+    "batch_size": (BatchSizeOpt, None),
+    "lora": (LoraOpt, False),
+    "seed": (SeedOpt, 0),
+    "config": (ConfigOpt, None),
+    "accelerate_config": (AccelerateOpt, None),
+    "deepspeed": (DeepSpeedOpt, None),
+    "preset": (PresetOpt, None),
+    "on_bad_input": (OnBadInputOpt, "fail"),
+    "rejects": (RejectsOpt, None),
+    "dry_run": (DryRunOpt, False),
+    "quiet": (QuietOpt, False),
+    "overwrite": (OverwriteOpt, False),
+}
+training_command = with_shared_flags(_TRAINING)
 
 # --------------------------------------------------------------------------------------------------- helpers
 
@@ -155,19 +175,17 @@ def _existing(path: str | None, flag: str) -> Path | None:
     return p
 
 
-def _knobs(
-    max_steps: int | None,
-    epochs: float | None,
-    lr: float | None,
-    batch_size: int | None,
-    lora: bool,
-    seed: int,
-    kl: float | None = None,
-) -> Knobs:
+def _knobs(params: dict[str, Any], kl: float | None = None) -> Knobs:
     from caitool.trainers.base import Knobs
 
     return Knobs(
-        max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora=lora, kl=kl, seed=seed
+        max_steps=params["max_steps"],
+        epochs=params["epochs"],
+        lr=params["lr"],
+        batch_size=params["batch_size"],
+        lora=params["lora"],
+        kl=kl,
+        seed=params["seed"],
     )
 
 
@@ -183,16 +201,14 @@ def _bad_input(mode: str, rejects: str | None, output: Path, dry_run: bool) -> B
     return BadInputPolicy(mode, None if other_rank else rejects, out, RunCounts())
 
 
-def _run(
-    ctx: typer.Context, backend_name: str, job: TrainJob, extra: dict[str, Any], bad: BadInputPolicy
-) -> None:
-    """Run the job on its backend; then the manifest, the summary, or (dry run) the plan on stdout."""
+def _run(ctx: typer.Context, job: TrainJob, bad: BadInputPolicy) -> None:
+    """Run the job on --backend; then the manifest, the summary, or (dry run) the plan on stdout."""
     from caitool.console import info
     from caitool.trainers import get_backend
     from caitool.trainers.data import sha256_file
     from caitool.trainers.manifest import write_manifest
 
-    backend = get_backend(backend_name)
+    backend = get_backend(ctx.params["backend"])
     if not job.dry_run:
         info(
             f"{job.command}: {backend.name} backend, {job.model} → {job.output}", quiet=job.quiet, style="dim"
@@ -223,7 +239,7 @@ def _run(
         "base_model": job.model,
         "reward_model": job.reward,
         "backend": {"name": backend.name, "version": backend.version()},
-        "args": {**{k: v for k, v in ctx.params.items()}, **extra},
+        "args": dict(ctx.params),
         "config": job.options,
         "preset": None if job.preset is None else {**job.preset.values(), "sources": job.preset.sources},
         "metrics": result.metrics,
@@ -275,40 +291,34 @@ def _job(
     data: str,
     output: str,
     model: str,
-    knobs: Knobs,
-    config: str | None,
-    accelerate_config: str | None,
-    deepspeed: str | None,
-    dry_run: bool,
-    quiet: bool,
-    overwrite: bool,
-    on_bad_input: str,
-    rejects: str | None,
-    preset: str | None,
+    *,
+    kl: float | None = None,
     **extra: Any,
 ) -> tuple[TrainJob, BadInputPolicy]:
+    """The job of a training command: its own arguments, and the shared flags from `ctx.params`."""
     from caitool.trainers.base import TrainJob
     from caitool.trainers.presets import get_preset
 
+    p = ctx.params
     data_path = Path(data)
     if not data_path.is_file():
         raise UsageError(f"{data}: no such file")
-    out = _check_output(output, overwrite, dry_run)
-    chosen_preset = get_preset(preset, task, extra.get("algo"))
-    bad = _bad_input(on_bad_input, rejects, out, dry_run)
+    out = _check_output(output, p["overwrite"], p["dry_run"])
+    chosen_preset = get_preset(p["preset"], task, extra.get("algo"))
+    bad = _bad_input(p["on_bad_input"], p["rejects"], out, p["dry_run"])
     job = TrainJob(
         task=task,
         data=data_path,
         output=out,
         model=model,
-        knobs=knobs,
-        options=load_config(config),
+        knobs=_knobs(p, kl),
+        options=load_config(p["config"]),
         preset=chosen_preset,
         on_bad_input=bad.handle if bad.mode == "skip" else None,
-        accelerate_config=_existing(accelerate_config, "--accelerate-config"),
-        deepspeed=_existing(deepspeed, "--deepspeed"),
-        dry_run=dry_run,
-        quiet=quiet,
+        accelerate_config=_existing(p["accelerate_config"], "--accelerate-config"),
+        deepspeed=_existing(p["deepspeed"], "--deepspeed"),
+        dry_run=p["dry_run"],
+        quiet=p["quiet"],
         argv=canonical_argv(ctx),
         **extra,
     )
@@ -319,6 +329,7 @@ def _job(
 
 
 @app.command("sft")
+@training_command
 def sft(
     ctx: typer.Context,
     data: Annotated[str, typer.Argument(help="critique-revise output (--format sft or trace), JSONL.")],
@@ -336,22 +347,6 @@ def sft(
             "--mix", help="FILE:WEIGHT, add WEIGHT × rows of helpfulness data from FILE (repeatable)."
         ),
     ] = None,
-    backend: BackendOpt = "trl",
-    max_steps: MaxStepsOpt = None,
-    epochs: EpochsOpt = None,
-    lr: LrOpt = None,
-    batch_size: BatchSizeOpt = None,
-    lora: LoraOpt = False,
-    seed: SeedOpt = 0,
-    config: ConfigOpt = None,
-    accelerate_config: AccelerateOpt = None,
-    deepspeed: DeepSpeedOpt = None,
-    preset: PresetOpt = None,
-    on_bad_input: OnBadInputOpt = "fail",
-    rejects: RejectsOpt = None,
-    dry_run: DryRunOpt = False,
-    quiet: QuietOpt = False,
-    overwrite: OverwriteOpt = False,
 ) -> None:
     """SL-CAI: fine-tune BASE on critique-revise revisions (assistant-only loss), optionally with LoRA."""
     from caitool.trainers.data import parse_mix
@@ -360,29 +355,12 @@ def sft(
     for m in mixes:
         if not m.path.is_file():
             raise UsageError(f"--mix {m.path}: no such file")
-    job, bad = _job(
-        ctx,
-        "sft",
-        data,
-        output,
-        model,
-        _knobs(max_steps, epochs, lr, batch_size, lora, seed),
-        config,
-        accelerate_config,
-        deepspeed,
-        dry_run,
-        quiet,
-        overwrite,
-        on_bad_input,
-        rejects,
-        preset,
-        mix=mixes,
-        rounds_kept=rounds_kept,
-    )
-    _run(ctx, backend, job, {}, bad)
+    job, bad = _job(ctx, "sft", data, output, model, mix=mixes, rounds_kept=rounds_kept)
+    _run(ctx, job, bad)
 
 
 @app.command("train-pm")
+@training_command
 def train_pm(
     ctx: typer.Context,
     pairs: Annotated[str, typer.Argument(help="label-pairs output (TRL preference JSONL with p_chosen).")],
@@ -396,48 +374,14 @@ def train_pm(
         float,
         typer.Option("--holdout", min=0, max=0.9, help="Fraction of pairs held out for accuracy and ECE."),
     ] = 0.1,
-    backend: BackendOpt = "trl",
-    max_steps: MaxStepsOpt = None,
-    epochs: EpochsOpt = None,
-    lr: LrOpt = None,
-    batch_size: BatchSizeOpt = None,
-    lora: LoraOpt = False,
-    seed: SeedOpt = 0,
-    config: ConfigOpt = None,
-    accelerate_config: AccelerateOpt = None,
-    deepspeed: DeepSpeedOpt = None,
-    preset: PresetOpt = None,
-    on_bad_input: OnBadInputOpt = "fail",
-    rejects: RejectsOpt = None,
-    dry_run: DryRunOpt = False,
-    quiet: QuietOpt = False,
-    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a preference model on AI-labelled pairs; held-out accuracy and ECE go to DIR/metrics.json."""
     from caitool.cli._common import check_choice
     from caitool.trainers.base import LOSSES
 
     check_choice("--loss", loss, LOSSES)
-    job, bad = _job(
-        ctx,
-        "pm",
-        pairs,
-        output,
-        model,
-        _knobs(max_steps, epochs, lr, batch_size, lora, seed),
-        config,
-        accelerate_config,
-        deepspeed,
-        dry_run,
-        quiet,
-        overwrite,
-        on_bad_input,
-        rejects,
-        preset,
-        loss=loss,
-        holdout=holdout,
-    )
-    _run(ctx, backend, job, {}, bad)
+    job, bad = _job(ctx, "pm", pairs, output, model, loss=loss, holdout=holdout)
+    _run(ctx, job, bad)
 
 
 def _reward_source(reward: str | None) -> tuple[str | None, str | None]:
@@ -471,6 +415,7 @@ def _check_dirs(policy: str, reward: str | None) -> None:
 
 
 @app.command("rl")
+@training_command
 def rl(
     ctx: typer.Context,
     prompts: Annotated[
@@ -502,22 +447,6 @@ def rl(
             "--kl", "--beta", min=0, help="KL coefficient to the reference (backend default if unset)."
         ),
     ] = None,
-    backend: BackendOpt = "trl",
-    max_steps: MaxStepsOpt = None,
-    epochs: EpochsOpt = None,
-    lr: LrOpt = None,
-    batch_size: BatchSizeOpt = None,
-    lora: LoraOpt = False,
-    seed: SeedOpt = 0,
-    config: ConfigOpt = None,
-    accelerate_config: AccelerateOpt = None,
-    deepspeed: DeepSpeedOpt = None,
-    preset: PresetOpt = None,
-    on_bad_input: OnBadInputOpt = "fail",
-    rejects: RejectsOpt = None,
-    dry_run: DryRunOpt = False,
-    quiet: QuietOpt = False,
-    overwrite: OverwriteOpt = False,
 ) -> None:
     """RL from AI feedback: optimise the policy against the preference model (or DPO on the pairs)."""
     from caitool.cli._common import check_choice
@@ -530,11 +459,11 @@ def rl(
     _check_dirs(policy, reward_dir)
     reward_fn = None
     if reward_spec is not None:
-        if backend != "trl":
+        if ctx.params["backend"] != "trl":
             raise UsageError(f"--reward {reward_spec}: direct RLAIF runs on the trl backend only")
         if algo not in ("grpo", "rloo", "online-dpo"):
             raise UsageError(f"--algo {algo} takes a preference-model directory, not a feedback model")
-        if not dry_run:
+        if not ctx.params["dry_run"]:
             from caitool.cli._common import build_client
             from caitool.tasks.rlaif_reward import ai_feedback_reward
 
@@ -548,7 +477,7 @@ def rl(
                 tpm=None,
             )
             reward_fn = ai_feedback_reward(
-                client, reward_constitution, both_orders=not reward_one_order, seed=seed
+                client, reward_constitution, both_orders=not reward_one_order, seed=ctx.params["seed"]
             )
     job, bad = _job(
         ctx,
@@ -556,22 +485,13 @@ def rl(
         prompts,
         output,
         policy,
-        _knobs(max_steps, epochs, lr, batch_size, lora, seed, kl),
-        config,
-        accelerate_config,
-        deepspeed,
-        dry_run,
-        quiet,
-        overwrite,
-        on_bad_input,
-        rejects,
-        preset,
+        kl=kl,
         algo=algo,
         reward=reward_dir or reward_spec,
         reward_fn=reward_fn,
     )
     try:
-        _run(ctx, backend, job, {}, bad)
+        _run(ctx, job, bad)
     finally:
         if reward_fn is not None:
             reward_fn.close()
