@@ -113,6 +113,8 @@ def _summary(
         }
         if s.flex_unavailable:
             out["models"][model_spec]["flex_unavailable"] = s.flex_unavailable
+        if s.cache_hits:  # answered from --cache: not sent, not paid
+            out["models"][model_spec]["cache_hits"] = s.cache_hits
     for c in clients:  # a flex run that switched to standard after --flex-fallback N answers
         if c.fell_back:
             out["models"][c.spec]["flex_fallback"] = {"after": c.flex_fallback, "fell_back": True}
@@ -146,6 +148,8 @@ def _print_summary(run: RunSpec, status: str, summary: dict[str, Any], files: Ru
         # After a resume the counts are this run's requests only (the earlier runs' are in their summaries).
         scope = "this run: " if summary["resumed"] else ""
         calls = f"{m['attempts']} calls ({m['retries']} retries)"
+        if m.get("cache_hits"):
+            calls += f", {m['cache_hits']} answers from --cache ($0)"
         tiers = m.get("by_tier", {})
         if set(tiers) - {"standard"}:  # name the tiers when any is not standard (a fallback has two)
             cost += " (" + ", ".join(_tier_part(t, x) for t, x in tiers.items()) + ")"

@@ -49,6 +49,7 @@ from caitool.providers.base import (
     ModelClient,
     Usage,
 )
+from caitool.response_cache import ResponseCache
 
 log = logging.getLogger("caitool")
 T = TypeVar("T")
@@ -162,6 +163,7 @@ class CallStats:
     rate_limited: int = 0
     failures: int = 0
     flex_unavailable: int = 0  # flex attempts answered 429 "Resource Unavailable"
+    cache_hits: int = 0  # requests answered from --cache (not sent, not paid, not in `requests`)
     usage: Usage = field(default_factory=Usage)
     usage_by_tier: dict[str, Usage] = field(default_factory=dict)  # the same usage, split by cost tier
 
@@ -172,6 +174,7 @@ class CallStats:
         self.rate_limited += other.rate_limited
         self.failures += other.failures
         self.flex_unavailable += other.flex_unavailable
+        self.cache_hits += other.cache_hits
         self.usage.add(other.usage)
         for tier, usage in other.usage_by_tier.items():
             self.usage_by_tier.setdefault(tier, Usage()).add(usage)
@@ -219,8 +222,10 @@ class ResilientClient:
         *,
         tier: str = "standard",
         flex_fallback: int | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.client = client
+        self.cache = cache
         self.spec = client.spec
         self.policy = policy or RetryPolicy()
         self.limiter = limiter or RateLimiter()
@@ -346,6 +351,30 @@ class ResilientClient:
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
+        if self.cache is None:
+            return await self._chat(messages, params)
+        return await self._cached("chat", messages, params, lambda: self._chat(messages, params))
+
+    async def _cached(
+        self,
+        kind: str,
+        request: list[Message] | str,
+        params: GenerateParams,
+        send: Callable[[], Awaitable[Completion]],
+    ) -> Completion:
+        """The answer from --cache when an identical request was answered before (zero usage: not paid);
+        else sent, and its answer kept (an error is never kept)."""
+        assert self.cache is not None
+        key = self.cache.key(kind, request, params)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.stats.cache_hits += 1
+            return hit
+        result = await send()
+        self.cache.put(key, result)
+        return result
+
+    async def _chat(self, messages: list[Message], params: GenerateParams) -> Completion:
         if params.n > 1 and not self.supports_n:
             return await self._fan_out(messages, params)
         est = _estimate_tokens(sum(len(m.content) for m in messages), params)
@@ -355,7 +384,8 @@ class ResilientClient:
         """`n` samples from a provider without `n`: n requests sent together, each one budgeted, retried and
         counted on its own; if one fails for good, the others are cancelled and the call fails."""
         one = dataclasses.replace(params, n=1)
-        tasks = [asyncio.ensure_future(self.chat(messages, one)) for _ in range(params.n)]
+        # The samples go around the cache: the n-sample request is one entry, its n identical parts none.
+        tasks = [asyncio.ensure_future(self._chat(messages, one)) for _ in range(params.n)]
         try:
             parts = await asyncio.gather(*tasks)
         except BaseException:
@@ -370,7 +400,10 @@ class ResilientClient:
 
     async def complete(self, prompt: str, params: GenerateParams) -> Completion:
         est = _estimate_tokens(len(prompt), params)
-        return await self._call(est, lambda p: self.client.complete(prompt, p), params)
+        if self.cache is None:
+            return await self._call(est, lambda p: self.client.complete(prompt, p), params)
+        send = lambda: self._call(est, lambda p: self.client.complete(prompt, p), params)  # noqa: E731
+        return await self._cached("completion", prompt, params, send)
 
     async def aclose(self) -> None:
         await self.client.aclose()

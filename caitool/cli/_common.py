@@ -50,6 +50,7 @@ class ClientFlags:
     price: tuple[float, float] | None = None
     tier: str = "standard"  # TIERS; how requests are sent and billed, never what they return
     flex_fallback: int | None = None  # with flex: standard after this many "resource unavailable" answers
+    cache: str | None = None  # --cache DIR: answers kept across runs (caitool.response_cache)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ClientFlags:
@@ -74,6 +75,7 @@ class ClientFlags:
             price=parse_price(params.get("price")),
             tier=check_choice("--tier", params.get("tier", "standard"), TIERS),
             flex_fallback=params.get("flex_fallback"),
+            cache=params.get("cache"),
         )
 
     def build(self, model: str | None = None, *, base_url: str | None = None) -> ResilientClient:
@@ -94,6 +96,7 @@ class ClientFlags:
             concurrency=self.concurrency,
             tier=self.tier,
             flex_fallback=self.flex_fallback,
+            cache=self.cache,
         )
 
     def price_for(self, model: str | None = None) -> Price | None:
@@ -293,6 +296,7 @@ def build_client(
     concurrency: int | None = None,
     tier: str = "standard",
     flex_fallback: int | None = None,
+    cache: str | None = None,
 ) -> Any:
     """The retrying client for `spec`; a comma-separated `base_url` makes it an endpoint fleet
     (`caitool.providers.fleet`), whose caps split `concurrency` when the URLs do not set them."""
@@ -311,6 +315,7 @@ def build_client(
         RateLimiter(rpm=rpm, tpm=tpm),
         tier=tier,
         flex_fallback=flex_fallback,
+        cache=None if cache is None else response_cache(cache, spec, base_url),
     )
     if tier == "flex" and not wrapped.supports_flex:
         raise UsageError(
@@ -318,6 +323,16 @@ def build_client(
             "OpenAI-protocol models); use --tier standard or --tier batch"
         )
     return wrapped
+
+
+def response_cache(root: str, spec: str, base_url: str | None) -> Any:
+    """--cache DIR for `spec`: its entries are keyed by the spec and the URL the requests go to (--base-url,
+    else the provider's own, from the environment or its default)."""
+    from caitool.providers import get_provider, split_spec
+    from caitool.response_cache import ResponseCache
+
+    url = base_url or get_provider(split_spec(spec)[0], spec=spec).base_url() or ""
+    return ResponseCache(root, f"{spec}|{url}")
 
 
 def parse_price(value: str | None) -> tuple[float, float] | None:

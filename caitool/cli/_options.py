@@ -99,6 +99,14 @@ FlexFallbackOpt = Annotated[
         "never; flex answers are retried with backoff).",
     ),
 ]
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        help="Folder of answers kept across runs: an identical request (model, URL, prompt, parameters, "
+        "seed) is answered from it, unpaid. Off by default.",
+    ),
+]
 MaxCostOpt = Annotated[
     float | None,
     typer.Option(
@@ -196,6 +204,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
     "overwrite": (OverwriteOpt, False),
     "dry_run": (DryRunOpt, False),
     "max_cost": (MaxCostOpt, None),
+    "cache": (CacheOpt, None),
     "shard": (ShardOpt, None),
     "quiet": (QuietOpt, False),
 }
