@@ -165,7 +165,7 @@ async def acritique_revise(
         keep_rounds=keep_rounds,
     )
     about = CritiqueReviseRun(
-        flags.model, flags.base_url, per_turn, field, response_field, keep_response, flags.price_for()
+        flags.model, flags.url_setting, per_turn, field, response_field, keep_response, flags.price_for()
     )
     model = flags.build()
     task = CritiqueReviseTask.load(
@@ -196,7 +196,7 @@ async def asample_pairs(
     flags = ClientFlags.from_params(client)
     model = flags.build()
     params = GenerateParams(temperature=temperature, max_tokens=max_tokens)
-    task = SamplePairsTask(model, flags.model, flags.base_url, k, pairs, params, seed, field)  # type: ignore[arg-type]
+    task = SamplePairsTask(model, flags.model, flags.url_setting, k, pairs, params, seed, field)  # type: ignore[arg-type]
     return await _run(
         task, records, [model], output=output, overwrite=overwrite, quiet=quiet,
         concurrency=flags.concurrency, price=flags.price_for(),
@@ -248,7 +248,7 @@ async def alabel_pairs(
                              clamp=None if no_clamp else clamp or ((0.4, 0.6) if cot else None),
                              reask=reask)  # fmt: skip
     policy_client = flags.build(policy, base_url=policy_base_url) if policy else None
-    about = LabelPairsRun(flags.model, flags.base_url, policy, policy_base_url, max_tokens,
+    about = LabelPairsRun(flags.model, flags.url_setting, policy, policy_base_url, max_tokens,
                           None if template else question_format, output_format, field)  # fmt: skip
     task = LabelPairsTask(Labeler(model, cons, templates, settings), about, policy_client)
     clients = [model] if policy_client is None else [model, policy_client]

@@ -247,3 +247,37 @@ def test_a_server_killed_mid_run_loses_and_duplicates_nothing(trio: list[FakeSer
     alive = list(by_url.values())
     assert all(e["errors"] == 0 for e in alive)
     assert sum(e["requests"] for e in alive) > dead["requests"]
+
+
+def test_repeated_base_url_is_a_fleet_and_a_rerun_may_change_its_endpoints(
+    trio: list[FakeServer], tmp_path: Path
+) -> None:
+    for s in trio:
+        s.reset(latency_ms=2)
+    n = 24
+    src = write_jsonl(tmp_path / "in.jsonl", prompts(n))
+    out = tmp_path / "out.jsonl"
+
+    def run(servers: list[FakeServer], *extra: str) -> Any:
+        urls = [arg for s in servers for arg in ("--base-url", s.openai_base_url)]
+        return run_cli(
+            "critique-revise", str(src), "-o", str(out), "-m", SPEC, *urls,
+            "--rounds", "1", "--max-tokens", "8", "-c", "6", *extra,
+        )  # fmt: skip
+
+    first = run(trio[:2], "--limit", "12")  # `--base-url A --base-url B`: the same fleet as `A,B`
+    assert first.returncode == 0, first.stderr
+    assert [s.stats()["total"] > 0 for s in trio] == [True, True, False]
+    assert len(read_jsonl(out)) == 12
+    # The node behind A is gone and C joins: the rerun resumes the fleet's output instead of refusing it.
+    trio[0].reset(latency_ms=2)
+    rest = run(trio[1:])
+    assert rest.returncode == 0, rest.stderr
+    assert trio[0].stats()["total"] == 0 and trio[2].stats()["total"] > 0
+    rows = read_jsonl(out)
+    assert sorted(r["id"] for r in rows) == sorted(p["id"] for p in prompts(n))
+    manifest = json.loads(Path(str(out) + ".manifest.json").read_text())
+    assert manifest["settings"]["base_url"] == "fleet"
+    # One server's output is not a fleet's: switching between them is still refused, naming the setting.
+    single = run(trio[1:2])
+    assert single.returncode == 2 and "base_url" in single.stderr, single.stderr

@@ -64,7 +64,7 @@ class ClientFlags:
                 raise UsageError(f"--{flag} {value}: must be a finite number")
         return cls(
             model=params.get("model") or default_model(),
-            base_url=params.get("base_url"),
+            base_url=join_base_urls(params.get("base_url")),
             api_key=params.get("api_key"),
             # Flex answers can take minutes to start (OpenAI: "use a 15 minute timeout").
             timeout=params.get("timeout") or (FLEX_TIMEOUT_S if params.get("tier") == "flex" else 120.0),
@@ -77,6 +77,15 @@ class ClientFlags:
             flex_fallback=params.get("flex_fallback"),
             cache=params.get("cache"),
         )
+
+    @property
+    def url_setting(self) -> str | None:
+        """--base-url as the resume fingerprint holds it: one URL as given, and any endpoint fleet as "fleet",
+        so that a rerun may add, drop or replace endpoints (they serve one model, and the manifest's
+        per-endpoint counts name them); a fleet's output and one server's are still not mixed."""
+        from caitool.providers.fleet import is_fleet
+
+        return "fleet" if is_fleet(self.base_url) else self.base_url
 
     def build(self, model: str | None = None, *, base_url: str | None = None) -> ResilientClient:
         """The client for --model, or for another model of the run (a policy, a compared model) on
@@ -257,7 +266,7 @@ def run_then_read(
             task.command,
             run.input,
             path,
-            {"model": flags.model, "base_url": flags.base_url, **task.settings()},
+            {"model": flags.model, "base_url": flags.url_setting, **task.settings()},
             extra_manifest,
         )
         run_spec = RunSpec(
@@ -333,6 +342,14 @@ def response_cache(root: str, spec: str, base_url: str | None) -> Any:
 
     url = base_url or get_provider(split_spec(spec)[0], spec=spec).base_url() or ""
     return ResponseCache(root, f"{spec}|{url}")
+
+
+def join_base_urls(value: str | list[str] | tuple[str, ...] | None) -> str | None:
+    """--base-url as one string: a repeated flag becomes the comma-separated fleet form (`a,b,c`), which
+    `caitool.providers.fleet` reads; None and a single URL stay as they are."""
+    if value is None or isinstance(value, str):
+        return value
+    return ",".join(value) if value else None
 
 
 def parse_price(value: str | None) -> tuple[float, float] | None:

@@ -25,6 +25,14 @@ ModelOpt = Annotated[
 BaseUrlOpt = Annotated[
     str | None, typer.Option("--base-url", help="Server URL for OpenAI/Anthropic-compatible APIs.")
 ]
+BaseUrlsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--base-url",
+        help="Server URL for OpenAI/Anthropic-compatible APIs. Repeat it, or separate URLs with commas, "
+        "for an endpoint fleet (URL#cap=N caps one endpoint; docs/scale.md).",
+    ),
+]
 ApiKeyOpt = Annotated[
     str | None,
     typer.Option(
@@ -187,7 +195,7 @@ _FIRST = ("input", "output")
 _SHARED: dict[str, tuple[Any, Any]] = {
     "input": (InputArg, "-"),
     "output": (OutputOpt, None),
-    "base_url": (BaseUrlOpt, None),
+    "base_url": (BaseUrlsOpt, None),
     "api_key": (ApiKeyOpt, None),
     "concurrency": (ConcurrencyOpt, None),
     "rpm": (RpmOpt, None),

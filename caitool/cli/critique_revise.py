@@ -78,7 +78,7 @@ def critique_revise(
     )
     client = None if run.dry_run else flags.build()
     about = CritiqueReviseRun(
-        flags.model, flags.base_url, per_turn, field, response_field, keep_response, flags.price_for()
+        flags.model, flags.url_setting, per_turn, field, response_field, keep_response, flags.price_for()
     )
     task = CritiqueReviseTask.load(
         client, settings, about, constitution=constitution, template=template, fewshot_file=fewshot_file,

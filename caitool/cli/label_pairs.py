@@ -101,7 +101,7 @@ def label_pairs(
                                 cot_samples=cot_samples, cot_max_tokens=cot_max_tokens, votes=n_votes,
                                 clamp=_parse_clamp(clamp, no_clamp, cot), reask=reask)  # fmt: skip
     policy_client = flags.build(policy, base_url=policy_base_url) if policy else None
-    labeled = lp.LabelPairsRun(flags.model, flags.base_url, policy, policy_base_url, max_tokens,
+    labeled = lp.LabelPairsRun(flags.model, flags.url_setting, policy, policy_base_url, max_tokens,
                             None if template else question_format, output_format, field)  # fmt: skip
     task = lp.LabelPairsTask(lp.Labeler(client, cons, templates, settings), labeled, policy_client)
 

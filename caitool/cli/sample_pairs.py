@@ -32,7 +32,7 @@ def sample_pairs(
     check_choice("--pairs", pairs, ("all", "first"))
     client = None if run.dry_run else flags.build()
     params = GenerateParams(temperature=temperature, max_tokens=max_tokens)
-    task = SamplePairsTask(client, flags.model, flags.base_url, k, pairs, params, seed, field)  # type: ignore[arg-type]
+    task = SamplePairsTask(client, flags.model, flags.url_setting, k, pairs, params, seed, field)  # type: ignore[arg-type]
 
     clients = [] if client is None else [client]
     run_task(task, run, clients, concurrency=flags.concurrency, price=flags.price_for())
