@@ -318,6 +318,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--workdir", type=Path, help="where per-item outputs go (default: a temporary folder)")
     ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the outputs already in --workdir instead of starting over (a run of hours on a small "
+        "CPU, stopped and restarted); wall times then cover only the last part and are reported as null",
+    )
+    ap.add_argument(
         "--json",
         type=Path,
         default=REPO / "benchmarks" / "results" / f"quality-{time.strftime('%Y-%m-%d')}.json",
@@ -335,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
         os.replace(tmp, a.json)
 
+    restart = [] if a.resume else ["--overwrite"]
+
     def limit_args(n: int | None) -> list[str]:
         return ["--limit", str(n)] if n else []
 
@@ -343,13 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = ["eval-labeler", str(gold), "-m", a.model, "--seed", str(a.seed), *extra, *limit_args(limit)]
         load = loadavg()
         print(f"[{name}] {shown(args, paths)}  (load {load})", file=sys.stderr, flush=True)
-        rc, wall, report = run_cli([*args, "-o", str(out), "--overwrite", "-q"], work / f"{name}.log")
+        rc, wall, report = run_cli([*args, "-o", str(out), *restart, "-q"], work / f"{name}.log")
+        wall_s = None if a.resume else round(wall, 1)
         rows = read_jsonl(out) if out.exists() else []
         run = {
             "name": name,
             "command": shown(args, paths),
             "rc": rc,
-            "wall_s": round(wall, 1),
+            "wall_s": wall_s,
             "load_before": load,
             "report": report,
             "scored": len(rows),
@@ -360,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "file": gold.name,
             "mode": mode,
             "run": name,
-            "wall_s": round(wall, 1),
+            "wall_s": wall_s,
             "calls": calls,
             "command": shown(args, paths),
             "rc": rc,
@@ -385,14 +394,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         load = loadavg()
         print(f"[{name}] {shown(args, paths)}  (load {load})", file=sys.stderr, flush=True)
         real = [str(pairs_in) if x == "PAIRS.jsonl" else x for x in args]
-        rc, wall, _ = run_cli([*real, "-o", str(out), "--overwrite", "-q"], work / f"{name}.log")
+        rc, wall, _ = run_cli([*real, "-o", str(out), *restart, "-q"], work / f"{name}.log")
+        wall_s = None if a.resume else round(wall, 1)
         rows = read_jsonl(out) if out.exists() else []
         doc["runs"].append(
             {
                 "name": name,
                 "command": shown(args, paths),
                 "rc": rc,
-                "wall_s": round(wall, 1),
+                "wall_s": wall_s,
                 "load_before": load,
                 "scored": len(rows),
                 "pairs": str(a.pairs or "built from HHH"),
@@ -404,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "file": "pairs",
             "mode": mode,
             "run": name,
-            "wall_s": round(wall, 1),
+            "wall_s": wall_s,
             "calls": calls,
             "command": shown(args, paths),
             "rc": rc,
