@@ -9,6 +9,8 @@ Files, for `-o OUT.jsonl`:
 - `OUT.jsonl.steps.jsonl`     finished model calls of records not yet written, so a rerun does not pay for
                               them again; removed once a run ends with nothing left to resume;
 - `OUT.jsonl.manifest.json`   settings, fingerprint, versions, counts;
+- `OUT.jsonl.batches.jsonl`   with `--tier batch`: the write-ahead batch ledger (`caitool.tiers.ledger`);
+- `OUT.jsonl.batch-results.jsonl` with `--tier batch`: every finished batch request's result, by custom_id;
 - `OUT.jsonl.lock`            held (`flock`) by the one run writing OUT, with its pid and command line; the OS
                               drops the lock when that process dies, so a killed run never blocks a rerun.
 
@@ -276,6 +278,8 @@ class RunFiles:
     manifest: Path | None
     done: Path | None = None
     lock: Path | None = None
+    batches: Path | None = None  # --tier batch: the write-ahead batch ledger (caitool.tiers.ledger)
+    batch_results: Path | None = None  # --tier batch: every finished batch request's result, by custom_id
     stream: bool = False  # output is stdout, a pipe, a FIFO or a device: no resume, no side files
 
     @classmethod
@@ -297,6 +301,8 @@ class RunFiles:
             side(".manifest.json"),
             side(".done.jsonl"),
             side(".lock"),
+            side(".batches.jsonl"),
+            side(".batch-results.jsonl"),
         )
 
     def roles(self) -> dict[str, Path | None]:
@@ -308,6 +314,8 @@ class RunFiles:
             "the manifest": self.manifest,
             "the done file": self.done,
             "the lock file": self.lock,
+            "the batch ledger": self.batches,
+            "the batch results": self.batch_results,
         }
 
 

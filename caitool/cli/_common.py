@@ -49,6 +49,7 @@ class ClientFlags:
     concurrency: int | None = None
     price: tuple[float, float] | None = None
     tier: str = "standard"  # TIERS; how requests are sent and billed, never what they return
+    output: str | None = None  # -o: --tier batch keeps its ledgers beside it
     flex_fallback: int | None = None  # with flex: standard after this many "resource unavailable" answers
     cache: str | None = None  # --cache DIR: answers kept across runs (caitool.response_cache)
 
@@ -74,6 +75,7 @@ class ClientFlags:
             concurrency=params.get("concurrency"),
             price=parse_price(params.get("price")),
             tier=check_choice("--tier", params.get("tier", "standard"), TIERS),
+            output=params.get("output"),
             flex_fallback=params.get("flex_fallback"),
             cache=params.get("cache"),
         )
@@ -104,6 +106,7 @@ class ClientFlags:
             tpm=self.tpm,
             concurrency=self.concurrency,
             tier=self.tier,
+            ledger_for=self.output,
             flex_fallback=self.flex_fallback,
             cache=self.cache,
         )
@@ -306,6 +309,7 @@ def build_client(
     tier: str = "standard",
     flex_fallback: int | None = None,
     cache: str | None = None,
+    ledger_for: str | None = None,
 ) -> Any:
     """The retrying client for `spec`; a comma-separated `base_url` makes it an endpoint fleet
     (`caitool.providers.fleet`), whose caps split `concurrency` when the URLs do not set them."""
@@ -318,6 +322,10 @@ def build_client(
         client: Any = build_fleet(spec, base_url, api_key=api_key, timeout=timeout, concurrency=concurrency)
     else:
         client = get_client(spec, base_url=base_url, api_key=api_key, timeout=timeout)
+    if tier == "batch":  # requests go out in provider batches, with the ledgers beside `ledger_for` (-o)
+        from caitool.tiers import batch_client
+
+        client = batch_client(client, ledger_for)
     wrapped = ResilientClient(
         client,
         RetryPolicy(retries=retries),

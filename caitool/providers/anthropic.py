@@ -4,6 +4,7 @@ the retry layer sends one request per sample (`supports_n = False`), each budget
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from caitool.console import warn
@@ -41,6 +42,7 @@ class AnthropicClient:
         self._secrets = url_secrets(base_url, api_key)
         self._max_body = max_response_bytes()
         self._usage_warned = False
+        self._batch_target = (base_url or "https://api.anthropic.com", api_key)  # the batch tier's SDK client
         self._anthropic = anthropic
         self._client = anthropic.AsyncAnthropic(
             base_url=base_url,
@@ -58,8 +60,7 @@ class AnthropicClient:
             exc.args = (redact(str(exc), self._secrets),)
             raise
 
-    async def _request(self, messages: list[Message], params: GenerateParams) -> Completion:
-        an = self._anthropic
+    def _create_kwargs(self, messages: list[Message], params: GenerateParams) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         turns = [m.to_dict() for m in messages if m.role != "system"]
         kw: dict[str, Any] = {
@@ -76,6 +77,11 @@ class AnthropicClient:
         kw["extra_body"] = sampling
         if params.stop:
             kw["stop_sequences"] = list(params.stop)
+        return kw
+
+    async def _request(self, messages: list[Message], params: GenerateParams) -> Completion:
+        an = self._anthropic
+        kw = self._create_kwargs(messages, params)
         try:
             # --timeout is the whole attempt's deadline (httpx's own timeouts are per phase).
             async with asyncio.timeout(self.timeout):
@@ -144,6 +150,47 @@ class AnthropicClient:
             f"{self.spec}: the Messages API has no raw completions",
             hint="use --prompt-format chat with Anthropic models",
         )
+
+    # -- the batch tier (caitool.tiers): the live path's bodies and parser, sent as Message Batches ----------
+    batch_api = "anthropic"
+
+    def batch_request(
+        self, request: list[Message] | str, params: GenerateParams
+    ) -> tuple[str, dict[str, Any]]:
+        """(endpoint, params) of one request as a Message Batch carries it: the live request's body."""
+        if isinstance(request, str):
+            raise UsageError(
+                f"{self.spec}: the Messages API has no raw completions",
+                hint="use --prompt-format chat with Anthropic models",
+            )
+        kw = self._create_kwargs(request, params)
+        return "/v1/messages", {**{k: v for k, v in kw.items() if k != "extra_body"}, **kw["extra_body"]}
+
+    def parse_batch_result(self, body: Any, *, chat: bool) -> Completion:
+        """A succeeded batch result's message, read by the same code as a live answer."""
+        try:
+            return self._completion(self._anthropic.types.Message.model_validate(body))
+        except ProviderError:
+            raise
+        except (TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+            raise ProviderError(
+                f"anthropic: malformed batch result: {str(exc)[:200]}", retryable=True
+            ) from None
+
+    def batch_account(self) -> str:
+        """`anthropic|base_url|sha256(key)[:12]`: whose batches these are, without the key."""
+        url, key = self._batch_target
+        return f"anthropic|{url.rstrip('/')}|{hashlib.sha256((key or '').encode()).hexdigest()[:12]}"
+
+    def batch_sdk(self) -> Any:
+        """The async anthropic SDK client (its `messages.batches`), no SDK retries."""
+        url, key = self._batch_target
+        return self._anthropic.AsyncAnthropic(
+            base_url=url, api_key=key or "not-needed", max_retries=0, timeout=self.timeout
+        )
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._secrets)
 
     async def aclose(self) -> None:
         await self._client.close()

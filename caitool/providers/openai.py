@@ -10,6 +10,7 @@ client CPU per request), else through the openai SDK; both send the same JSON an
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import os
 from typing import Any
@@ -73,6 +74,7 @@ class OpenAIClient:
         self._secrets = url_secrets(base_url, api_key)
         self._max_body = max_response_bytes()
         self._usage_warned = False
+        self._batch_target = (base_url or DEFAULT_BASE_URL, api_key)  # the batch tier's own SDK client
         self._poster: Any = None
         self._client: Any = None
         if not use_sdk_transport():
@@ -200,6 +202,45 @@ class OpenAIClient:
             raise ProviderError(
                 f"openai: malformed {kind} response: {str(exc)[:200]}", retryable=True
             ) from None
+
+    # -- the batch tier (caitool.tiers): the live path's bodies and parser, through the Batch API ----------
+    batch_api = "openai"
+
+    def batch_request(
+        self, request: list[Message] | str, params: GenerateParams
+    ) -> tuple[str, dict[str, Any]]:
+        """(endpoint, body) of one request as a Batch API input line carries it: the live request's JSON
+        (log-probs included), model and all."""
+        if isinstance(request, str):
+            return "/v1/completions", {"prompt": request, **self._kwargs(params, chat=False)}
+        return "/v1/chat/completions", {
+            "messages": [m.to_dict() for m in request],
+            **self._kwargs(params, chat=True),
+        }
+
+    def parse_batch_result(self, body: Any, *, chat: bool) -> Completion:
+        """A batch result's response body, read by the same code as a live answer."""
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not choices or not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            raise ProviderError("openai: batch result has no choices", retryable=True)
+        return self._completion(body, chat=chat)
+
+    def batch_account(self) -> str:
+        """`openai|base_url|sha256(key)[:12]`: whose batches these are, without the key."""
+        url, key = self._batch_target
+        return f"openai|{url.rstrip('/')}|{hashlib.sha256((key or '').encode()).hexdigest()[:12]}"
+
+    def batch_sdk(self) -> Any:
+        """An async openai SDK client for the Files and Batches endpoints; no SDK retries."""
+        import openai
+
+        url, key = self._batch_target
+        return openai.AsyncOpenAI(
+            base_url=url, api_key=key or "not-needed", max_retries=0, timeout=self.timeout
+        )
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._secrets)
 
     async def aclose(self) -> None:
         if self._poster is not None:

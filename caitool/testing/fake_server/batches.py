@@ -9,6 +9,9 @@ unanswered requests cancelled. OpenAI: a batch with expired requests ends `expir
 results go to an output file (status 200) and an error file (the rest), one JSONL line per custom_id.
 Anthropic: `ended`, results at `results_url` with `result.type` succeeded / errored / canceled / expired.
 
+`batch_hang` (stage -> seconds) stalls an answer for crash tests: "upload" before a file is stored,
+"create" after the batch exists, "results" before results are served.
+
 Files and batches belong to the API key that created them (sha256, the key itself is never kept): another
 key gets a 404, as on a real account. `reset()` drops them all.
 """
@@ -124,6 +127,7 @@ class Batches:
             "expired": self.seen["expired"],
             "cancelled": self.seen["cancelled"],
             "files": len(self.files),
+            "hangs": {k[5:]: v for k, v in self.seen.items() if k.startswith("hang_")},
         }
 
     def _next_id(self, prefix: str) -> str:
@@ -332,6 +336,13 @@ class Batches:
         self.state.by_status[200] += 1
         return web.Response(body=data, content_type="application/jsonl")
 
+    async def _hang(self, stage: str) -> None:
+        """`batch_hang[stage]` seconds of nothing (a crash test kills its client meanwhile); counted."""
+        seconds = self.state.active.cfg.batch_hang.get(stage, 0.0)
+        if seconds > 0:
+            self.seen["hang_" + stage] += 1
+            await asyncio.sleep(seconds)
+
     def _owned_batch(self, request: web.Request, api: str) -> Batch | None:
         batch = self.batches.get(request.match_info["id"])
         if batch is None or batch.api != api or batch.owner != _owner(request):
@@ -350,6 +361,7 @@ class Batches:
             return self._fail(CHAT, 400, "expected a multipart/form-data body with 'file' and 'purpose'")
         if purpose != "batch":
             return self._fail(CHAT, 400, f"the fake server stores only purpose=batch files, got {purpose!r}")
+        await self._hang("upload")
         fid = self._next_id("file-fake")
         data = upload.file.read()
         self.files[fid] = StoredFile(fid, _owner(request), purpose, upload.filename, data, int(time.time()))
@@ -369,7 +381,11 @@ class Batches:
         if (denied := self._guard(request, CHAT)) is not None:
             return denied
         f = self._owned_file(request)
-        return self._jsonl(f.data) if f is not None else self._fail(CHAT, 404, "No such file (fake server)")
+        if f is None:
+            return self._fail(CHAT, 404, "No such file (fake server)")
+        if f.purpose == "batch_output":
+            await self._hang("results")
+        return self._jsonl(f.data)
 
     async def openai_create(self, request: web.Request) -> web.Response:
         if (denied := self._guard(request, CHAT)) is not None:
@@ -405,6 +421,7 @@ class Batches:
             self.seen["openai"] += 1
         else:
             self._start(batch)
+        await self._hang("create")
         return self._ok(self._openai_batch(batch))
 
     async def openai_get(self, request: web.Request) -> web.Response:
@@ -466,6 +483,7 @@ class Batches:
             self._next_id("msgbatch_fake"), "anthropic", _owner(request), MESSAGES, requests, time.time()
         )
         self._start(batch)
+        await self._hang("create")
         return self._ok(self._anthropic_batch(batch, request))
 
     async def anthropic_get(self, request: web.Request) -> web.Response:
@@ -494,6 +512,7 @@ class Batches:
             return self._fail(MESSAGES, 404, "No such message batch")
         if batch.ended_at is None:
             return self._fail(MESSAGES, 400, "the batch has not ended yet; its results are not available")
+        await self._hang("results")
         lines = [self._anthropic_result(cid, *batch.results[cid][::2]) for cid, _ in batch.requests]
         return self._jsonl(b"\n".join(lines) + b"\n")
 

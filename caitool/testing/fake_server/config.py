@@ -83,6 +83,10 @@ class FakeConfig:
     batch_expire: list[str] = dataclasses.field(default_factory=list)
     p_batch_expire: float = 0.0
     batch_fail: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Stage -> seconds a batch call hangs there (crash tests kill the client meanwhile): "upload" before a
+    # file is stored, "create" after a batch is created and before the answer, "results" before results
+    # are served (OpenAI output/error file content, Anthropic results).
+    batch_hang: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -198,6 +202,11 @@ def _coerce_field(name: str, v: Any) -> Any:
         if not isinstance(v, Mapping) or not all(isinstance(k, str) and k for k in v):
             raise ValueError(f"batch_fail must be an object custom_id -> status, got {v!r}")
         return {k: _int(f"batch_fail[{k!r}]", s, 400, 599) for k, s in v.items()}
+    if name == "batch_hang":
+        stages = ("upload", "create", "results")
+        if not isinstance(v, Mapping) or not all(k in stages for k in v):
+            raise ValueError(f"batch_hang must map {', '.join(stages)} to seconds, got {v!r}")
+        return {k: _nonneg_float(f"batch_hang[{k!r}]", s) for k, s in v.items()}
     if name == "seed":
         return _int(name, v, -(2**63), 2**63)
     if name == "fail_first":
