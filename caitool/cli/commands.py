@@ -5,6 +5,7 @@
 
 from caitool.cli import (  # noqa: F401
     app,
+    batches,
     compare,
     critique_revise,
     elo,
