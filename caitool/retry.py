@@ -27,6 +27,8 @@ is counted per tier, so the cost of a run that fell back is priced right.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import dataclasses
 import logging
 import math
@@ -155,6 +157,85 @@ class RateLimiter:
             self.rpm = min(self.target_rpm, self.rpm + 1.0)
 
 
+class AdaptiveConcurrency:
+    """Requests in flight to one provider+model, adapted to what the endpoint takes (AIMD).
+
+    The cap starts at the run's concurrency (its ceiling). Answers and 429s are counted per round trip
+    (the smoothed duration of an answered request); a round trip that saw 429s cuts the cap to the share
+    of its attempts that were answered (at least by 10 %, never below 1): a run far over an unknown limit
+    lands near it in one round trip instead of halving its way down. Each answer raises the cap by
+    INCREASE / cap (a request more every few round trips) back up to the ceiling, so the cap probes the
+    limit slowly from below. A slot whose request got a 429 stays taken for one round trip, as if answered,
+    so a freed slot is not spent on another 429 at once. A run against an unknown rate limit thus settles
+    just under it (benchmarks/bench_adaptive.py); `--rpm/--tpm` stay hard caps."""
+
+    INCREASE = 0.25
+    DECREASE = 0.9  # the least a round trip with 429s cuts the cap by
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = max(1, ceiling)
+        self.limit = float(self.ceiling)
+        self.lowest = self.limit  # the smallest cap so far (for tests and the summary)
+        self.in_flight = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.rtt = 0.0  # EWMA of answered requests' durations, seconds
+        self._window_start = time.monotonic()
+        self._answered = 0
+        self._limited = 0
+
+    async def acquire(self) -> None:
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut  # `release` counted this request in flight before waking it
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.limit:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.in_flight += 1
+                fut.set_result(None)
+
+    def _round_trip(self, now: float) -> None:
+        if now - self._window_start < max(self.rtt, 0.002):
+            return
+        if self._limited:
+            share = self._answered / (self._answered + self._limited)
+            self.limit = max(1.0, min(self.limit * self.DECREASE, self.limit * share))
+            self.lowest = min(self.lowest, self.limit)
+        self._window_start, self._answered, self._limited = now, 0, 0
+
+    def on_answer(self, seconds: float) -> None:
+        self.rtt = seconds if self.rtt == 0.0 else 0.9 * self.rtt + 0.1 * seconds
+        self._answered += 1
+        self._round_trip(time.monotonic())
+        if self.limit < self.ceiling:
+            self.limit = min(float(self.ceiling), self.limit + self.INCREASE / self.limit)
+            self._wake()
+
+    def on_rate_limited(self) -> None:
+        """A 429: counted for the round trip; the caller releases its slot one round trip later."""
+        self._limited += 1
+        self._round_trip(time.monotonic())
+
+    def release_later(self) -> None:
+        asyncio.get_running_loop().call_later(max(self.rtt, 0.001), self.release)
+
+
 @dataclass
 class CallStats:
     requests: int = 0
@@ -223,6 +304,7 @@ class ResilientClient:
         tier: str = "standard",
         flex_fallback: int | None = None,
         cache: ResponseCache | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -238,6 +320,8 @@ class ResilientClient:
         self.default_concurrency: int = declared["default_concurrency"]
         self.render_chat: Callable[[list[Message]], str] | None = declared["render_chat"]
         self.supports_flex: bool = declared["supports_flex"]
+        # Requests in flight, adapted on 429s; the ceiling is the run's concurrency (records in flight).
+        self.adaptive = AdaptiveConcurrency(concurrency or self.default_concurrency)
         # The tier attempts are sent at now: --tier, until a flex fallback switches it to standard.
         self.tier = tier
         self.flex_fallback = flex_fallback
@@ -269,9 +353,17 @@ class ResilientClient:
         tier = self.tier  # read per attempt: a fallback applies to the retries of requests in flight too
         if tier == "flex":
             params = dataclasses.replace(params, service_tier="flex")
+        adaptive = self.adaptive
+        await adaptive.acquire()
+        started = time.monotonic()
         try:
             result = await fn(params)
         except ProviderError as exc:
+            if exc.rate_limited and not (tier == "flex" and flex_unavailable(exc)):
+                adaptive.on_rate_limited()
+                adaptive.release_later()
+            else:
+                adaptive.release()
             if exc.status in (401, 403):
                 raise AuthRejected(str(exc), hint=exc.hint) from None
             cap = self.policy.max_retry_after
@@ -285,6 +377,11 @@ class ResilientClient:
                 self.stats.rate_limited += 1
                 self.limiter.on_rate_limited(exc.retry_after)
             raise
+        except BaseException:
+            adaptive.release()
+            raise
+        adaptive.release()
+        adaptive.on_answer(time.monotonic() - started)
         self.limiter.on_success()
         used = result.usage.input_tokens + result.usage.output_tokens
         self.limiter.record_usage(est_tokens, used or est_tokens)

@@ -333,6 +333,7 @@ def build_client(
         tier=tier,
         flex_fallback=flex_fallback,
         cache=None if cache is None else response_cache(cache, spec, base_url),
+        concurrency=concurrency,
     )
     if tier == "flex" and not wrapped.supports_flex:
         raise UsageError(
