@@ -280,6 +280,14 @@ class BatchClient:
         return None, wait
 
     async def _flush_loop(self) -> None:
+        try:
+            await self._flush_forever()
+        except Exception as exc:  # a bug: fail every waiting request rather than leave it waiting forever
+            for q in self._queues.values():
+                _fail_hard({item.custom_id: item.future for item in q.items}, exc)
+            raise
+
+    async def _flush_forever(self) -> None:
         while True:
             if not any(q.items for q in self._queues.values()):
                 self._wake.clear()
@@ -335,6 +343,8 @@ class BatchClient:
             await self._follow(key, batch_id, waiters)
         except ProviderError as exc:
             _fail(waiters, exc)
+        except Exception as exc:  # a bug or a full disk: the run stops, no request waits forever
+            _fail_hard(waiters, exc)
         finally:
             self._slots.release()
 
@@ -343,7 +353,10 @@ class BatchClient:
         polled = await self._until(lambda: self._poll_ended(batch_id))
         self.ledger.append("ended", key, batch_id=batch_id, status=polled.status, counts=polled.counts)
         if polled.failure is not None:
-            outcomes = {cid: Outcome("error", 400, {"message": polled.failure}) for cid in waiters}
+            # The whole batch failed validation. Over an enqueued-token limit it is worth sending again later
+            # (as a 429); anything else (a malformed file) would fail the same way.
+            status = 429 if "limit" in polled.failure.lower() else 400
+            outcomes = {cid: Outcome("error", status, {"message": polled.failure}) for cid in waiters}
         else:
             outcomes = await self._until(lambda: self.backend.results(polled))
         self.results.add([(cid, o.payload) for cid, o in outcomes.items() if o.kind == "ok"])
@@ -382,6 +395,16 @@ class BatchClient:
         await asyncio.shield(self._started)
 
     async def _reconcile(self) -> None:
+        try:
+            await self._reconcile_ledger()
+        except ProviderError as exc:
+            # Not one request's failure: without the provider's answer nothing can be sent safely.
+            raise CaitoolError(
+                f"{self.spec}: cannot reconcile {self.ledger.path} with the provider: {exc}",
+                hint="rerun when the provider answers again; nothing was sent",
+            ) from None
+
+    async def _reconcile_ledger(self) -> None:
         self.ledger.open()
         self.results.open()
         mine = [e for e in self.ledger.entries if e.intent.get("spec") == self.spec]
@@ -427,6 +450,8 @@ class BatchClient:
                 await self._follow(entry.id, batch_id, waiters)
             except ProviderError as exc:
                 _fail(waiters, exc)
+            except Exception as exc:
+                _fail_hard(waiters, exc)
 
         task = asyncio.ensure_future(follow())
         self._tasks.add(task)
@@ -438,6 +463,13 @@ def _fail(waiters: dict[str, asyncio.Future[Outcome]], exc: ProviderError) -> No
     for future in waiters.values():
         if not future.done():
             future.set_result(Outcome("raised", exc.status, exc))
+
+
+def _fail_hard(waiters: dict[str, asyncio.Future[Outcome]], exc: Exception) -> None:
+    """Every waiting request raises `exc` itself: not a request's failure, so the run stops with it."""
+    for future in waiters.values():
+        if not future.done():
+            future.set_exception(exc)
 
 
 def _show(c: Candidate) -> str:
