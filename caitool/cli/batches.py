@@ -2,7 +2,8 @@
 
 `list` and `show` print on stdout (a table, or JSON with --json); `cancel` stops the unfinished batches (a
 rerun collects what they finished and sends the rest again); `adopt` records by hand which batch an intent
-became, when a rerun stopped (exit 3) because several provider batches matched it. What the ledger holds
+became, when a rerun stopped (exit 3) because several provider batches matched it. `export` and `import`
+carry the batches of a run made with CAITOOL_BATCH_DIR to `vllm run-batch` and back. What the ledger holds
 and guarantees: docs/providers.md, "Cost tiers".
 """
 
@@ -89,3 +90,27 @@ def adopt_batch(
 
     entry = adopt(output, intent, batch_id)
     typer.echo(f"{entry.id}: {entry.batch_id}")
+
+
+@batches_app.command("export")
+def export_batches(output: OutputArg) -> None:
+    """The requests still waiting in a CAITOOL_BATCH_DIR folder, as one OpenAI batch input file on stdout
+    (for vllm run-batch -i)."""
+    import sys
+
+    from caitool.tiers.manage import export_requests
+
+    for path in export_requests(output):
+        sys.stdout.buffer.write(path.read_bytes())
+
+
+@batches_app.command("import")
+def import_batches(
+    output: OutputArg,
+    results: Annotated[str, typer.Argument(help="OpenAI batch output JSONL (vllm run-batch -o).")],
+) -> None:
+    """Hand a results file to the folder batches it answers; the run (or a rerun) ingests it."""
+    from caitool.tiers.manage import import_results
+
+    for batch_id, n in import_results(output, results):
+        typer.echo(f"{batch_id}: {n} results")

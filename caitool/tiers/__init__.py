@@ -9,17 +9,21 @@ the commands, the runner and the retry layer do not change. Its ledgers live bes
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from caitool.errors import UsageError
 from caitool.store import RunFiles
-from caitool.tiers.backends import AnthropicBatches, Backend, OpenAIBatches
+from caitool.tiers.backends import AnthropicBatches, Backend, FolderBatches, OpenAIBatches
 from caitool.tiers.batch import BatchClient, BatchSettings
 
 
 def batch_backend(provider: Any) -> Backend:
-    """The batch API of a provider's client, from the capability it declares (`batch_api`)."""
+    """The batch API of a provider's client, from the capability it declares (`batch_api`); with
+    $CAITOOL_BATCH_DIR, a folder of OpenAI batch files instead (for `vllm run-batch`)."""
     kind = getattr(provider, "batch_api", None)
+    if kind == "openai" and os.environ.get("CAITOOL_BATCH_DIR"):
+        return FolderBatches(os.environ["CAITOOL_BATCH_DIR"])
     if kind == "openai":
         return OpenAIBatches(provider.batch_sdk(), provider.redact)
     if kind == "anthropic":

@@ -3,6 +3,10 @@
 - OpenAI (and any OpenAI-compatible `--base-url` that implements them): Files + Batches. The requests go up
   as a JSONL file; `metadata` carries the ledger intent's id and request hash, so a batch whose creation the
   ledger missed (a crash between create and the ledger write) is found again by `batches.list()`.
+- A folder (`CAITOOL_BATCH_DIR`), for servers without a batch API (`vllm run-batch`): a batch is written
+  as `DIR/<intent>.jsonl` in OpenAI's batch input format, and has ended once `DIR/<intent>.output.jsonl`
+  (OpenAI's output format, which `vllm run-batch -o` writes) is there (`caitool batches import` puts it
+  there from a results file).
 - Anthropic: Message Batches. No metadata: a lost batch is found by creation time (after its intent) and
   request count; more than one such batch is ambiguous and the caller refuses to guess.
 
@@ -13,10 +17,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
+from caitool.console import warn
 from caitool.errors import ProviderError
 from caitool.providers._http import status_error
 
@@ -81,6 +88,12 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
+def openai_line(custom_id: str, endpoint: str, body: bytes) -> bytes:
+    """One line of an OpenAI batch input file (also `vllm run-batch`'s); `body` is the request's JSON."""
+    head = {"custom_id": custom_id, "method": "POST", "url": endpoint}
+    return json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"body":' + body + b"}"
+
+
 def _when(value: Any) -> float:
     if isinstance(value, datetime):
         return value.timestamp()
@@ -111,8 +124,7 @@ class OpenAIBatches:
             raise ProviderError(msg, retryable=True) from None
 
     def encode(self, custom_id: str, endpoint: str, body: bytes) -> bytes:
-        head = {"custom_id": custom_id, "method": "POST", "url": endpoint}
-        return json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"body":' + body + b"}"
+        return openai_line(custom_id, endpoint, body)
 
     async def submit(
         self, endpoint: str, items: list[tuple[str, bytes]], metadata: dict[str, str]
@@ -194,6 +206,80 @@ def _openai_outcome(line: dict[str, Any]) -> Outcome:
     if code == "batch_cancelled":
         return Outcome("cancelled")
     return Outcome("error", None, error)
+
+
+class FolderBatches:
+    """Batches as files in a folder, answered by whoever writes their output file (see the module docstring).
+    The folder is the account: a rerun with another folder is refused like another API key."""
+
+    kind = "folder"
+    limits = OPENAI_LIMITS
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder).resolve()
+        self.account = f"folder|{self.folder}|-"
+
+    def encode(self, custom_id: str, endpoint: str, body: bytes) -> bytes:
+        return openai_line(custom_id, endpoint, body)
+
+    def paths(self, batch_id: str) -> tuple[Path, Path]:
+        """(requests, results) of a batch: `DIR/<intent>.jsonl`, `DIR/<intent>.output.jsonl`."""
+        name = batch_id.removeprefix("folder:")
+        return self.folder / f"{name}.jsonl", self.folder / f"{name}.output.jsonl"
+
+    async def submit(
+        self, endpoint: str, items: list[tuple[str, bytes]], metadata: dict[str, str]
+    ) -> tuple[str, str | None]:
+        batch_id = "folder:" + metadata["caitool_intent"]
+        requests, _ = self.paths(batch_id)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = requests.with_name(requests.name + ".tmp")
+            tmp.write_bytes(b"\n".join(line for _, line in items) + b"\n")
+            os.replace(tmp, requests)
+        except OSError as exc:
+            raise ProviderError(f"cannot write {requests}: {exc.strerror or exc}", retryable=False) from None
+        _, results = self.paths(batch_id)
+        warn(
+            f"{len(items)} requests written to {requests}; waiting for {results.name} (vllm run-batch -i "
+            f"{requests} -o {results} --model MODEL, or caitool batches import). Ctrl-C and rerun to resume."
+        )
+        return batch_id, str(requests)
+
+    async def poll(self, batch_id: str) -> Polled:
+        requests, results = self.paths(batch_id)
+        if results.exists():
+            return Polled(batch_id, True, "completed", {}, (str(results), None))
+        if not requests.exists():
+            raise ProviderError(f"{requests} is gone: its batch cannot be answered", retryable=False)
+        return Polled(batch_id, False, "waiting for " + results.name, {})
+
+    async def results(self, polled: Polled) -> dict[str, Outcome]:
+        out: dict[str, Outcome] = {}
+        _, results = self.paths(polled.batch_id)
+        for raw in results.read_text(encoding="utf-8").splitlines():
+            if raw.strip():
+                line = json.loads(raw)
+                out[str(line["custom_id"])] = _openai_outcome(line)
+        return out
+
+    async def find(self, intent: dict[str, Any], known: set[str]) -> list[Candidate]:
+        batch_id = "folder:" + str(intent["id"])
+        requests, _ = self.paths(batch_id)
+        if batch_id in known or not requests.exists():
+            return []
+        return [Candidate(batch_id, requests.stat().st_mtime, int(intent["n"]), "waiting")]
+
+    async def list(self, limit: int) -> list[Candidate]:
+        return []
+
+    async def cancel(self, batch_id: str) -> str:
+        requests, _ = self.paths(batch_id)
+        requests.unlink(missing_ok=True)
+        return "cancelled (its requests file removed)"
+
+    async def aclose(self) -> None:
+        return None
 
 
 class AnthropicBatches:

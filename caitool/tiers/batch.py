@@ -163,7 +163,8 @@ class BatchClient:
         # requests of all of them go out together.
         self.default_concurrency = min(MAX_RECORDS_IN_FLIGHT, settings.max_requests * settings.max_in_flight)
         self.settings = settings
-        self.account: str = provider.batch_account()
+        # Whose batches these are: the provider account, or the folder of a folder backend.
+        self.account: str = getattr(backend, "account", None) or provider.batch_account()
         self.ledger = BatchLedger(ledger)
         self.results = ResultLedger(results)
         self._started: asyncio.Task[None] | None = None

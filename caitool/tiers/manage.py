@@ -9,13 +9,16 @@ another account is refused, as a resumed run would refuse it.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from caitool.errors import UsageError
 from caitool.store import RunFiles
-from caitool.tiers.backends import Backend
+from caitool.tiers.backends import Backend, FolderBatches
 from caitool.tiers.ledger import BatchEntry, BatchLedger, read_ledger
 
 
@@ -78,6 +81,8 @@ def _backend(entry: BatchEntry, api_key: str | None) -> Backend:
     from caitool.tiers import batch_backend
 
     account = str(entry.intent.get("account", ""))
+    if account.startswith("folder|"):
+        return FolderBatches(account.split("|")[1])
     base_url = account.split("|")[1] if account.count("|") == 2 else None
     provider: Any = get_client(str(entry.intent["spec"]), base_url=base_url, api_key=api_key, timeout=120.0)
     backend = batch_backend(provider)
@@ -136,3 +141,59 @@ def adopt(output: str, intent: str, batch_id: str) -> BatchEntry:
     finally:
         ledger.close()
     return find(output, entry.id)
+
+
+def import_results(output: str, results: str) -> list[tuple[str, int]]:
+    """Place the lines of an OpenAI-format results file (`vllm run-batch -o`) beside the folder batches they
+    answer, as `DIR/<intent>.output.jsonl`; the run (or a rerun) ingests them through the ledger. Returns
+    (batch id, lines) per batch answered."""
+    waiting = {
+        cid: e
+        for e in entries(output)
+        if e.batch_id is not None and e.batch_id.startswith("folder:") and e.ended is None and not e.abandoned
+        for cid in e.intent.get("custom_ids", [])
+    }
+    by_batch: dict[str, list[str]] = {}
+    unknown = 0
+    try:
+        text = Path(results).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {results}: {exc.strerror or exc}") from None
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            cid = str(json.loads(raw)["custom_id"])
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(f"{results}:{n}: not a batch result line (JSON with a custom_id)") from None
+        entry = waiting.get(cid)
+        if entry is None:
+            unknown += 1
+            continue
+        by_batch.setdefault(str(entry.batch_id), []).append(raw)
+    if not by_batch:
+        raise UsageError(f"{results}: none of its {unknown} results answers a batch {output} is waiting for")
+    for batch_id, lines in by_batch.items():
+        account = str(waiting[json.loads(lines[0])["custom_id"]].intent["account"])
+        _, target = FolderBatches(account.split("|")[1]).paths(batch_id)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        os.replace(tmp, target)
+    return [(batch_id, len(lines)) for batch_id, lines in by_batch.items()]
+
+
+def export_requests(output: str) -> list[Path]:
+    """The request files of the folder batches still waiting for results, in the ledger's order."""
+    files = []
+    for e in entries(output):
+        account = str(e.intent.get("account", ""))
+        if account.startswith("folder|") and e.batch_id is not None and e.ended is None and not e.abandoned:
+            requests, _ = FolderBatches(account.split("|")[1]).paths(e.batch_id)
+            if requests.exists():
+                files.append(requests)
+    if not files:
+        raise UsageError(
+            f"{output}: no batch is waiting in a folder",
+            hint="export works on runs made with CAITOOL_BATCH_DIR set (docs/providers.md, Cost tiers)",
+        )
+    return files
