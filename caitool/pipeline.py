@@ -153,7 +153,9 @@ def _print_summary(run: RunSpec, status: str, summary: dict[str, Any], files: Ru
         tiers = m.get("by_tier", {})
         if set(tiers) - {"standard"}:  # name the tiers when any is not standard (a fallback has two)
             cost += " (" + ", ".join(_tier_part(t, x) for t, x in tiers.items()) + ")"
-        parts.append(f"{model_spec}: {scope}{calls}, {tok:,} tokens{cost}")
+        cached = m.get("cached_input_tokens", 0)
+        share = f" ({cached / m['input_tokens']:.0%} of input from the prompt cache)" if cached else ""
+        parts.append(f"{model_spec}: {scope}{calls}, {tok:,} tokens{share}{cost}")
         if (fallback := m.get("flex_fallback")) is not None:
             parts.append(f"fell back from flex to standard after {fallback['after']} unavailable answers")
         for url, e in m.get("endpoints", {}).items():

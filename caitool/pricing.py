@@ -36,9 +36,12 @@ class Price:
             raise ValueError(f"no {tier} price for this model (the price table has none)")
         return self.tier_factors[tier]
 
-    def cost(self, usage: Usage, tier: str = "standard", cached_input_tokens: int = 0) -> float:
-        """USD for `usage` at `tier`; `cached_input_tokens` of its input tokens were read from the
-        provider's prompt cache (at the cached price where one is stated, else as ordinary input)."""
+    def cost(self, usage: Usage, tier: str = "standard", cached_input_tokens: int | None = None) -> float:
+        """USD for `usage` at `tier`; `cached_input_tokens` (default: the usage's own count) of its input
+        tokens were read from the provider's prompt cache (at the cached price where one is stated, else as
+        ordinary input)."""
+        if cached_input_tokens is None:
+            cached_input_tokens = usage.cached_input_tokens
         if not 0 <= cached_input_tokens <= usage.input_tokens:
             raise ValueError(f"cached input tokens {cached_input_tokens} not in [0, {usage.input_tokens}]")
         cached_rate = self.input if self.cached_input is None else self.cached_input

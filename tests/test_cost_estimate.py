@@ -96,3 +96,29 @@ def test_a_big_input_is_estimated_from_a_sample_and_scaled(monkeypatch: pytest.M
     assert isinstance(est, Estimate) and est.records == 1000
     u = est.steps["ask"]
     assert (u.calls, u.input_tokens, u.output_tokens) == (1000, 10_000, 512_000)
+
+
+def test_prompt_cache_reads_are_counted_priced_and_reported(fake: FakeServer, tmp_path: Path) -> None:
+    # The fake server reports OpenAI's automatic prompt caching: the few-shot prefix every critique and
+    # revision request repeats is read from the cache from the second record on. (The default few-shot is
+    # about 900 tokens, under OpenAI's 1,024-token minimum: the test lowers the fake's minimum.)
+    fake.configure(prompt_cache=True, prompt_cache_min_tokens=256)
+    src = write_jsonl(tmp_path / "in.jsonl", prompts(6))
+    out = tmp_path / "out.jsonl"
+    r = run_cli(
+        "critique-revise", str(src), "-o", str(out), "-m", MODEL, "--base-url", fake.openai_base_url,
+        "--rounds", "1", "-c", "1",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    billed = fake.stats()["usage"]["default"]
+    assert billed["cached_input_tokens"] > 0
+    m: dict[str, Any] = json.loads(Path(str(out) + ".manifest.json").read_text())["counts"]["models"][MODEL]
+    assert m["cached_input_tokens"] == billed["cached_input_tokens"]
+    assert m["input_tokens"] == billed["input_tokens"]
+    price = price_for(MODEL)
+    assert price is not None and price.cached_input is not None
+    fresh = billed["input_tokens"] - billed["cached_input_tokens"]
+    expect = (fresh * price.input + billed["cached_input_tokens"] * price.cached_input) / 1e6
+    expect += billed["output_tokens"] * price.output / 1e6
+    assert m["cost_usd"] == pytest.approx(expect, abs=2e-6)
+    assert "of input from the prompt cache" in r.stderr

@@ -129,9 +129,13 @@ class AnthropicClient:
         if None in counts and not self._usage_warned:
             self._usage_warned = True
             warn(f"{self.spec}: the server sent unreadable token counts; counted as 0")
+        # Anthropic's input_tokens leaves out the prompt-cache reads and writes: caitool's counts all of them.
+        read = as_count(getattr(u, "cache_read_input_tokens", 0) or 0) or 0
+        written = as_count(getattr(u, "cache_creation_input_tokens", 0) or 0) or 0
+        usage = Usage((counts[0] or 0) + read + written, counts[1] or 0, 1, cached_input_tokens=read)
         return Completion(
             choices=[Choice(text="".join(texts), finish_reason=_str_or_none(stop_reason))],
-            usage=Usage(input_tokens=counts[0] or 0, output_tokens=counts[1] or 0, calls=1),
+            usage=usage,
             model=str(getattr(response, "model", "") or ""),
         )
 

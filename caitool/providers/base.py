@@ -88,17 +88,26 @@ class Choice:
 
 @dataclass
 class Usage:
-    input_tokens: int = 0
+    input_tokens: int = 0  # all of the prompt's tokens, the cached ones included
     output_tokens: int = 0
     calls: int = 0
+    # Of input_tokens, those read from the provider's prompt cache (OpenAI `cached_tokens`, Anthropic
+    # `cache_read_input_tokens`): priced at the cached-input price where the table states one.
+    cached_input_tokens: int = 0
 
     def add(self, other: Usage) -> None:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.calls += other.calls
+        self.cached_input_tokens += other.cached_input_tokens
 
     def to_dict(self) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "calls": self.calls}
+        out = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "calls": self.calls}
+        if (
+            self.cached_input_tokens
+        ):  # only when there are some: rows without a prompt cache stay as they were
+            out["cached_input_tokens"] = self.cached_input_tokens
+        return out
 
 
 @dataclass

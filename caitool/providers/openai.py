@@ -178,7 +178,16 @@ class OpenAIClient:
             # The answer itself is fine and paid for: keep it, count what is readable, and say so once.
             self._usage_warned = True
             warn(f"{self.spec}: the server sent unreadable token counts ({str(u)[:80]}); counted as 0")
-        return Usage(input_tokens=counts[0] or 0, output_tokens=counts[1] or 0, calls=1)
+        details = u.get("prompt_tokens_details") if isinstance(u, dict) else None
+        cached = as_count(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        inputs = counts[0] or 0
+        # The share of the prompt OpenAI read from its prompt cache (automatic for prefixes >= 1024 tokens).
+        return Usage(
+            input_tokens=inputs,
+            output_tokens=counts[1] or 0,
+            calls=1,
+            cached_input_tokens=min(inputs, cached or 0),
+        )
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
         body = {"messages": [m.to_dict() for m in messages], **self._kwargs(params, chat=True)}

@@ -64,6 +64,11 @@ class FakeConfig:
     # Share of flex requests (`service_tier: "flex"`) answered 429 "Resource Unavailable" (OpenAI's answer
     # when flex has no capacity), drawn per prompt and attempt from the seed, apart from the p* draw.
     p_flex_unavailable: float = 0.0
+    # OpenAI's automatic prompt caching: the longest prefix of a chat request's messages (whole messages)
+    # that an earlier request had, when at least `prompt_cache_min_tokens` long, is reported as
+    # `usage.prompt_tokens_details.cached_tokens` (in steps of 128 tokens, as OpenAI does).
+    prompt_cache: bool = False
+    prompt_cache_min_tokens: int = 1024
     require_key: str | None = None
     fault_endpoints: list[str] = dataclasses.field(default_factory=list)  # empty: all generation endpoints
     fault_match: str | None = None
@@ -244,7 +249,9 @@ def _coerce_field(name: str, v: Any) -> Any:
         return bool(v)
     if name == "answer_logprobs":
         return _logprob_dict(name, v)
-    if name in ("drop_logprobs", "record_bodies"):
+    if name == "prompt_cache_min_tokens":
+        return _int(name, v, 0, 10**9)
+    if name in ("drop_logprobs", "record_bodies", "prompt_cache"):
         if not isinstance(v, bool):
             raise ValueError(f"{name} must be true or false, got {v!r}")
         return v

@@ -44,7 +44,8 @@ def build_reply(
         else [s for s in stops_raw or [] if isinstance(s, str) and s]
     )
 
-    prompt_text_tokens = max(1, len(match_text) // 4) if endpoint != COMPLETIONS else 0
+    # The whole prompt (system and every message), about 4 characters a token, as a hosted API bills it.
+    prompt_text_tokens = max(1, prompt_chars(body) // 4) if endpoint != COMPLETIONS else 0
     n = max(1, _safe_int(body.get("n"), 1)) if endpoint != MESSAGES and not cfg.ignore_n else 1
     n_prompts, offset0 = 1, 0
     if endpoint == COMPLETIONS:
@@ -84,6 +85,19 @@ def build_reply(
         prompt_tokens=prompt_text_tokens,
         completion_tokens=completion_tokens,
     )
+
+
+def message_chars(message: Any) -> int:
+    content = message.get("content") if isinstance(message, Mapping) else message
+    return len(content) if isinstance(content, str) else len(canonical(content))
+
+
+def prompt_chars(body: Mapping[str, Any]) -> int:
+    """Characters of a chat or Messages request's prompt: its system text and every message."""
+    messages = body.get("messages")
+    total = sum(message_chars(m) for m in messages) if isinstance(messages, list) else 0
+    system = body.get("system")
+    return total + (message_chars(system) if system else 0)
 
 
 def _safe_int(v: Any, default: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import signal
@@ -32,7 +33,7 @@ from .faults import (
     misshape,
     reset_connection,
 )
-from .replies import build_reply
+from .replies import build_reply, message_chars
 from .request import api_key, prompt_key, prompt_texts
 
 MAX_RECORDED_BODIES = 10_000
@@ -73,6 +74,7 @@ class State:
         self.service_tiers: Counter[str] = Counter()  # requests by their service_tier ("" when none)
         # Tokens of the answered generation requests, per service tier: the fake bill.
         self.usage: dict[str, Counter[str]] = {}
+        self.prefixes: set[bytes] = set()  # digests of the message prefixes seen (prompt_cache)
         self.bodies: list[dict[str, Any]] = []
         self.bucket = -1.0  # refilled on first use
         self.bucket_t = time.monotonic()
@@ -325,8 +327,30 @@ class State:
                 request.transport.close()  # flushes the half body, then closes: the client sees a short read
             return resp
         self.by_status[200] += 1
+        if cfg.prompt_cache and endpoint == CHAT:
+            self._prompt_cache(body, payload, cfg.prompt_cache_min_tokens)
+            data = json.dumps(payload).encode()
         self._bill(tier or "default", payload)
         return web.Response(body=data, content_type="application/json", headers=headers)
+
+    def _prompt_cache(self, body: dict[str, Any], payload: dict[str, Any], min_tokens: int) -> None:
+        """Report the cached part of a chat prompt (FakeConfig.prompt_cache) and remember its prefixes."""
+        messages = body.get("messages")
+        usage = payload.get("usage")
+        if not isinstance(messages, list) or not isinstance(usage, dict):
+            return
+        digest, chars, cached_chars = hashlib.sha1(), 0, 0
+        for message in messages[:-1]:  # a prefix ends before the last message at the latest
+            digest.update(json.dumps(message, sort_keys=True).encode() + b"\x00")
+            chars += message_chars(message)
+            key = digest.digest()
+            if key in self.prefixes:
+                cached_chars = chars
+            self.prefixes.add(key)
+        cached = cached_chars // 4 // 128 * 128
+        if cached >= max(min_tokens, 128):
+            cached = min(cached, int(usage.get("prompt_tokens") or 0))
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
 
     def _bill(self, tier: str, payload: dict[str, Any]) -> None:
         """Add an answered request's usage (OpenAI or Anthropic shape) to the tier's counters."""
@@ -338,6 +362,9 @@ class State:
         for name in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens"):
             if isinstance(u.get(name), int):
                 c[name.replace("prompt", "input").replace("completion", "output")] += u[name]
+        details = u.get("prompt_tokens_details")
+        if isinstance(details, dict) and details.get("cached_tokens"):
+            c["cached_input_tokens"] += int(details["cached_tokens"])
 
     def answer_in_batch(self, endpoint: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One request inside a batch through the same fault machine and reply builder as a live one:
