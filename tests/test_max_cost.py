@@ -84,3 +84,14 @@ def test_a_budget_too_small_for_one_record_sends_nothing(fake: FakeServer, tmp_p
     assert r.returncode == EXIT_BUDGET, r.stderr
     assert fake.stats()["total"] == 0
     assert not out.exists() or read_jsonl(out) == []
+
+
+def test_a_command_that_cannot_keep_a_budget_refuses_max_cost(fake: FakeServer, tmp_path: Path) -> None:
+    r = run_cli(
+        "red-team", "examples/red_team_prompts.jsonl", "-o", str(tmp_path / "rt.jsonl"), "-m", MODEL,
+        "--base-url", fake.openai_base_url,
+        "--max-cost", "1",
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert "--max-cost: not available for red-team" in r.stderr
+    assert fake.stats()["total"] == 0

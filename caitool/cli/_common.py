@@ -262,6 +262,8 @@ def run_then_read(
     from caitool.shards import Shard, shard_jobs
 
     shard = Shard.parse(run.shard) if run.shard else None
+    if run.max_cost is not None:  # caitool.budget reserves per input record; these jobs are not
+        raise UsageError(f"--max-cost: not available for {task.command} yet")
 
     def execute_into(path: str) -> tuple[int, R]:
         settings, extra = sharded_settings(
