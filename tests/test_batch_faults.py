@@ -137,6 +137,7 @@ def test_killed_while_polling_collects_the_same_batch(fake, tmp_path: Path) -> N
     src, out = write_jsonl(tmp_path / "in.jsonl", pairs()), tmp_path / "out.jsonl"
     proc = start(label_args(fake, src, out))
     kill_when(proc, lambda: "submitted" in events(out))
+    assert events(out) == ["intent", "submitted"]  # killed while the batch was still running
     r = run(label_args(fake, src, out))
     assert r.returncode == 0, r.stderr
     every_id_once(out)
@@ -180,7 +181,7 @@ def test_rerun_after_a_finished_batch_answers_from_the_result_ledger(fake, tmp_p
 
 
 def test_only_expired_and_retryable_requests_are_sent_again(fake, tmp_path: Path) -> None:
-    fake.configure(batch_delay_s=1.0, answer_logprobs=ANSWER)
+    fake.configure(batch_delay_s=2.0, answer_logprobs=ANSWER)
     src, out = write_jsonl(tmp_path / "in.jsonl", pairs()), tmp_path / "out.jsonl"
     proc = start(label_args(fake, src, out))
     ledger = out.with_name("out.jsonl.batches.jsonl")
