@@ -215,10 +215,9 @@ class BatchClient:
         try:
             stored = self.results.get(cid)
             if stored is not None:
-                completion = self.provider.parse_batch_result(stored, chat=chat)
-                self.replayed += 1
-                answered = completion
+                answered = self.provider.parse_batch_result(stored, chat=chat)
                 answered.usage = Usage()  # paid by the run that sent it: not this run's cost
+                self.replayed += 1
             else:
                 future = self._adopted.pop(cid, None) or self._enqueue(endpoint, cid, encoded)
                 outcome = await future
@@ -227,7 +226,10 @@ class BatchClient:
                 answered = self.provider.parse_batch_result(outcome.payload, chat=chat)
         finally:
             self._in_flight.discard(cid)
-        self._used[rid][sha] = self._used[rid].get(sha, 0) + 1
+        used = self._used.setdefault(
+            rid, {}
+        )  # (evicted meanwhile only if 4x the records in flight ran since)
+        used[sha] = used.get(sha, 0) + 1
         return answered
 
     def _allocate(self, rid: str, sha: str) -> str:
