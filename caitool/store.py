@@ -10,7 +10,8 @@ Files, for `-o OUT.jsonl`:
                               them again; removed once a run ends with nothing left to resume;
 - `OUT.jsonl.manifest.json`   settings, fingerprint, versions, counts;
 - `OUT.jsonl.batches.jsonl`   with `--tier batch`: the write-ahead batch ledger (`caitool.tiers.ledger`);
-- `OUT.jsonl.batch-results.jsonl` with `--tier batch`: every finished batch request's result, by custom_id;
+- `OUT.jsonl.batch-results.jsonl` with `--tier batch`: every finished batch request's result, by custom_id,
+                              so a rerun does not pay for them again; removed like the steps file;
 - `OUT.jsonl.lock`            held (`flock`) by the one run writing OUT, with its pid and command line; the OS
                               drops the lock when that process dies, so a killed run never blocks a rerun.
 
@@ -712,8 +713,10 @@ class OutputStore:
                     with contextlib.suppress(OSError):
                         os.fsync(fd)
             self._close_fds()
-            if not resumable_left and self.files.steps is not None:
-                self.files.steps.unlink(missing_ok=True)
+            if not resumable_left:  # nothing left to resume: the answers kept for a resume are not needed
+                for kept in (self.files.steps, self.files.batch_results):
+                    if kept is not None:
+                        kept.unlink(missing_ok=True)
             if self.files.errors is not None and self.files.output is not None and not self.files.stream:
                 with contextlib.suppress(OSError):
                     if self.files.errors.stat().st_size == 0:

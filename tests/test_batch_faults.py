@@ -161,23 +161,27 @@ def test_killed_mid_ingest_ingests_once(fake, tmp_path: Path) -> None:
     every_id_once(out)
     seen = batches(fake)
     assert (seen["openai"], seen["requests"]) == (1, N)
-    ids = [json.loads(x)["custom_id"] for x in results.read_text().splitlines()]
-    assert len(ids) == len(set(ids)) == N  # each result once, the torn line gone
+    assert not results.exists()  # the run is complete: nothing left to resume, the kept answers go
 
 
-def test_rerun_after_a_finished_batch_answers_from_the_result_ledger(fake, tmp_path: Path) -> None:
-    """Results ingested, records not yet written (killed right after ingest): nothing is sent again."""
-    fake.configure(answer_logprobs=ANSWER)
+def test_killed_mid_chain_the_finished_step_is_answered_from_the_result_ledger(fake, tmp_path: Path) -> None:
+    """critique-revise: the response batch is ingested, the revision batch runs, the run is killed and its
+    steps file lost: the rerun answers the responses from the result ledger and collects the revisions."""
+    fake.configure(batch_delay_s=1.5)
     src, out = write_jsonl(tmp_path / "in.jsonl", pairs()), tmp_path / "out.jsonl"
-    r = run(label_args(fake, src, out))
-    assert r.returncode == 0, r.stderr
-    for name in ("out.jsonl", "out.jsonl.done.jsonl", "out.jsonl.steps.jsonl"):
-        (tmp_path / name).write_text("")  # as if every record was still to be written
-    r = run(label_args(fake, src, out))
+    args = [
+        "critique-revise", str(src), "-o", str(out), "--model", "openai/m", "--base-url",
+        fake.openai_base_url, "--rounds", "1", "--no-critique", "--tier", "batch",
+    ]  # fmt: skip
+    proc = start(args)
+    kill_when(proc, lambda: events(out).count("submitted") == 2)
+    assert events(out) == ["intent", "submitted", "ended", "ingested", "intent", "submitted"]
+    out.with_name("out.jsonl.steps.jsonl").unlink(missing_ok=True)  # only the result ledger remembers
+    r = run(args)
     assert r.returncode == 0, r.stderr
     every_id_once(out)
     seen = batches(fake)
-    assert (seen["openai"], seen["requests"]) == (1, N)
+    assert (seen["openai"], seen["requests"]) == (2, 2 * N)  # no step paid twice
 
 
 def test_only_expired_and_retryable_requests_are_sent_again(fake, tmp_path: Path) -> None:
