@@ -418,7 +418,8 @@ class BatchClient:
                 f"{self.ledger.path}: {len(open_entries)} unfinished batches were sent from another account "
                 f"({', '.join(foreign)}); this run uses {self.account}",
                 hint="rerun with the API key and --base-url that sent them, so they are collected and not "
-                "paid again, or cancel them with that key (caitool batches cancel)",
+                "paid again; or cancel them with that key (caitool batches cancel), or delete "
+                f"{self.ledger.path} to forget them (what they answer is then paid again)",
             )
         known = {e.batch_id for e in self.ledger.entries if e.batch_id is not None}
         for entry in open_entries:
