@@ -251,3 +251,16 @@ def test_anthropic_ambiguous_lost_batch_stops_with_exit_3(fake, tmp_path: Path) 
     assert r.returncode == 3, r.stderr
     assert other.id in r.stderr and "2 batches match" in r.stderr
     assert batches(fake)["anthropic"] == 2  # the lost one and the decoy: nothing new was sent
+
+
+def test_a_rerun_on_another_tier_says_what_it_leaves_uncollected(fake, tmp_path: Path) -> None:
+    fake.configure(batch_delay_s=30, answer_logprobs=ANSWER)
+    src, out = write_jsonl(tmp_path / "in.jsonl", pairs()), tmp_path / "out.jsonl"
+    proc = start(label_args(fake, src, out))
+    kill_when(proc, lambda: "submitted" in events(out))
+    standard = [a for a in label_args(fake, src, out) if a not in ("--tier", "batch")]
+    r = run(standard)
+    assert r.returncode == 0, r.stderr
+    assert f"1 batches of openai/judge ({N} requests) were sent and not collected" in r.stderr
+    every_id_once(out)
+    assert fake.stats()["by_endpoint"]["/v1/chat/completions"] == N  # sent again, live, as it warned

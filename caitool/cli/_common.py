@@ -328,6 +328,10 @@ def build_client(
         from caitool.tiers import batch_client
 
         client = batch_client(client, ledger_for)
+    elif ledger_for is not None:
+        from caitool.tiers import warn_uncollected
+
+        warn_uncollected(spec, ledger_for)
     wrapped = ResilientClient(
         client,
         RetryPolicy(retries=retries),

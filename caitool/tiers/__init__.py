@@ -35,6 +35,27 @@ def batch_backend(provider: Any) -> Backend:
     )
 
 
+def warn_uncollected(spec: str, output: str | None) -> None:
+    """A run on another tier leaves a batch run's unfinished batches uncollected (their requests are sent
+    again, live): say so, before anything is sent, so the user can rerun with --tier batch instead."""
+    from caitool.console import warn
+    from caitool.tiers.ledger import read_ledger
+
+    path = RunFiles.for_output(output).batches
+    if path is None or not path.exists():
+        return
+    waiting = [
+        e for e in read_ledger(path) if e.intent.get("spec") == spec and not (e.ingested or e.abandoned)
+    ]
+    if waiting:
+        n = sum(int(e.intent.get("n", 0)) for e in waiting)
+        warn(
+            f"{path}: {len(waiting)} batches of {spec} ({n} requests) were sent and not collected; this "
+            "run sends what they answer again, at this tier's price (stop, and rerun with --tier batch to "
+            "collect them)"
+        )
+
+
 def batch_client(provider: Any, output: str | None) -> BatchClient:
     """`provider`'s requests through its batch API, with the ledgers beside `output` (in memory only for
     stdout, where there is no resume)."""
@@ -49,4 +70,4 @@ def batch_client(provider: Any, output: str | None) -> BatchClient:
     )
 
 
-__all__ = ["BatchClient", "BatchSettings", "batch_backend", "batch_client"]
+__all__ = ["BatchClient", "BatchSettings", "batch_backend", "batch_client", "warn_uncollected"]
