@@ -65,12 +65,15 @@ class ProviderError(CaitoolError):
         retry_after: float | None = None,
         rate_limited: bool = False,
         hint: str | None = None,
+        limits: tuple[float | None, float | None] = (None, None),
     ) -> None:
         super().__init__(message, hint=hint)
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
         self.rate_limited = rate_limited
+        # (requests, tokens) per minute the server advertised with a 429 (x-ratelimit-limit-*), if it did.
+        self.limits = limits
 
 
 class ConsumerGone(CaitoolError):

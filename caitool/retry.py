@@ -152,6 +152,16 @@ class RateLimiter:
             self.rpm = max(1.0, self.rpm * 0.7)
             self._req_tokens = min(self._req_tokens, 0.0)
 
+    def seed(self, rpm: float | None, tpm: float | None) -> None:
+        """Budgets from the limits a server advertised: adopted where the user set none, and never above
+        what the user set (--rpm/--tpm stay hard caps)."""
+        if rpm and (self.target_rpm is None or rpm < self.target_rpm):
+            self.target_rpm = rpm
+            self.rpm = min(self.rpm or rpm, rpm)
+        if tpm and (self.tpm is None or tpm < self.tpm):
+            self.tpm = tpm
+            self._tok_tokens = min(self._tok_tokens, tpm) if self._tok_tokens else 0.0
+
     def on_success(self) -> None:
         if self.rpm and self.target_rpm and self.rpm < self.target_rpm:
             self.rpm = min(self.target_rpm, self.rpm + 1.0)
@@ -375,6 +385,8 @@ class ResilientClient:
                 raise
             if exc.rate_limited:
                 self.stats.rate_limited += 1
+                if exc.limits != (None, None):
+                    self.limiter.seed(*exc.limits)
                 self.limiter.on_rate_limited(exc.retry_after)
             raise
         except BaseException:

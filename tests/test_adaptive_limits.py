@@ -79,3 +79,22 @@ def test_a_cancelled_waiter_gives_back_its_slot() -> None:
         return limit.in_flight
 
     assert asyncio.run(main()) == 0
+
+
+def test_an_advertised_limit_seeds_the_request_budget(fake: FakeServer) -> None:
+    fake.configure(rpm=3000, latency_ms=5, advertise_rpm=True)  # 429s say x-ratelimit-limit-requests: 3000
+
+    async def main() -> tuple[float | None, float | None]:
+        client = _client(fake, 16)
+        try:
+            await _ask(client, 80, "seeded")
+            return client.limiter.target_rpm, client.limiter.rpm
+        finally:
+            await client.aclose()
+
+    target, rpm = asyncio.run(main())
+    assert target == 3000  # adopted: no --rpm was given
+    assert rpm is not None and rpm <= 3000
+    capped = RateLimiter(rpm=600)
+    capped.seed(3000, 90_000)
+    assert capped.target_rpm == 600 and capped.tpm == 90_000  # --rpm stays the cap; a tpm is adopted

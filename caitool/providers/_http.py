@@ -121,7 +121,33 @@ def status_error(
         status=status,
         retry_after=parse_retry_after(headers),
         rate_limited=status == 429,
+        limits=advertised_limits(headers) if status == 429 else (None, None),
     )
+
+
+# Per-minute limits as OpenAI (x-ratelimit-limit-*) and Anthropic (anthropic-ratelimit-*-limit) state them.
+_REQUEST_LIMIT_HEADERS = ("x-ratelimit-limit-requests", "anthropic-ratelimit-requests-limit")
+_TOKEN_LIMIT_HEADERS = (
+    "x-ratelimit-limit-tokens",
+    "anthropic-ratelimit-input-tokens-limit",
+    "anthropic-ratelimit-tokens-limit",
+)
+
+
+def advertised_limits(headers: Mapping[str, str] | None) -> tuple[float | None, float | None]:
+    """(requests, tokens) per minute from a response's rate-limit headers; None where absent or unreadable."""
+
+    def first(names: tuple[str, ...]) -> float | None:
+        for name in names:
+            try:
+                value = float((headers or {}).get(name) or "nan")
+            except ValueError:
+                continue
+            if math.isfinite(value) and value > 0:
+                return value
+        return None
+
+    return first(_REQUEST_LIMIT_HEADERS), first(_TOKEN_LIMIT_HEADERS)
 
 
 def as_count(value: Any) -> int | None:

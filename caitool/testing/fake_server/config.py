@@ -61,6 +61,7 @@ class FakeConfig:
     p_empty_choices: float = 0.0
     p_garbage_answer: float = 0.0
     rpm: float = 0.0  # 0: no limit
+    advertise_rpm: bool = False  # rpm's 429s carry x-ratelimit-limit-requests (and -remaining-requests: 0)
     # Share of flex requests (`service_tier: "flex"`) answered 429 "Resource Unavailable" (OpenAI's answer
     # when flex has no capacity), drawn per prompt and attempt from the seed, apart from the p* draw.
     p_flex_unavailable: float = 0.0
@@ -251,7 +252,7 @@ def _coerce_field(name: str, v: Any) -> Any:
         return _logprob_dict(name, v)
     if name == "prompt_cache_min_tokens":
         return _int(name, v, 0, 10**9)
-    if name in ("drop_logprobs", "record_bodies", "prompt_cache"):
+    if name in ("drop_logprobs", "record_bodies", "prompt_cache", "advertise_rpm"):
         if not isinstance(v, bool):
             raise ValueError(f"{name} must be true or false, got {v!r}")
         return v

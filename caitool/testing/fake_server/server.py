@@ -187,8 +187,14 @@ class State:
         body = _error_body(endpoint, status, message, code)
         return web.Response(status=status, body=body, content_type="application/json", headers=h)
 
-    def _rate_limited(self, endpoint: str, wait: float, quota: bool = False) -> web.Response:
-        headers = {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
+    def _rate_limited(
+        self, endpoint: str, wait: float, quota: bool = False, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
+        headers = {
+            "retry-after": str(math.ceil(wait)),
+            "retry-after-ms": str(math.ceil(wait * 1000)),
+            **(headers or {}),
+        }
         if quota:
             return self._error(endpoint, 429, QUOTA_MESSAGE, "insufficient_quota", headers)
         return self._error(endpoint, 429, headers=headers)
@@ -275,6 +281,12 @@ class State:
                 wait = self.take_token(cfg.rpm)
                 if wait is not None:
                     self.faults["rpm"] += 1
+                    if cfg.advertise_rpm:
+                        limits = {
+                            "x-ratelimit-limit-requests": f"{cfg.rpm:g}",
+                            "x-ratelimit-remaining-requests": "0",
+                        }
+                        return self._rate_limited(endpoint, wait, headers=limits)
                     return self._rate_limited(endpoint, wait)
             if attempt <= cfg.fail_first:
                 self.faults["fail_first"] += 1
