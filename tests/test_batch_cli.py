@@ -42,7 +42,7 @@ def test_list_show_cancel_then_rerun_collects_and_resends(fake, tmp_path: Path) 
     shown = run_cli("batches", "show", str(out), row["batch_id"], env=cli_env())
     assert shown.returncode == 0, shown.stderr
     detail = json.loads(shown.stdout)
-    assert detail["provider"]["status"] == "in_progress" and detail["custom_ids"] == N
+    assert detail["provider"]["status"] == "in_progress" and detail["intent"]["n"] == N
 
     other = run_cli("batches", "cancel", str(out), env=cli_env(OPENAI_API_KEY="sk-some-other-key"))
     assert other.returncode == 2 and "account" in other.stderr  # another key: refused, nothing cancelled

@@ -59,7 +59,6 @@ def show_batch(
     entry = find(output, batch)
     shown = {
         "intent": {k: v for k, v in entry.intent.items() if k != "custom_ids"},
-        "custom_ids": len(entry.intent.get("custom_ids", [])),
         "submitted": entry.submitted,
         "ended": entry.ended,
         "state": entry.state,

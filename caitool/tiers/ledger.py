@@ -105,6 +105,9 @@ def read_ledger(path: Path | None) -> list[BatchEntry]:
                 entry.ingested = True
             elif event == "abandoned":
                 entry.abandoned = True
+            if entry.ingested or entry.abandoned:
+                # A finished batch's custom_ids are never needed again: a long run's ledger holds millions.
+                entry.intent.pop("custom_ids", None)
     return list(entries.values())
 
 
