@@ -20,7 +20,7 @@ $(VENV)/.stamp-local: pyproject.toml | $(BIN)/python
 
 # Everything the tests need: training stack (torch 2.13.0 CPU pinned in the same pip call) and dev tools.
 $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-local
-	$(PIP) install -e ".[local,train,dev,plot,export]"
+	$(PIP) install -e ".[local,train,dev,plot,export,ray]"
 	$(PIP) install --no-deps "openrlhf==0.11.2"  # source only, for tests/test_openrlhf_flags.py (needs CUDA to run)
 	touch $@
 

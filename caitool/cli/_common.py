@@ -132,6 +132,9 @@ class RunFlags:
     dry_run: bool = False
     max_cost: float | None = None  # USD this run may spend (caitool.budget)
     shard: str | None = None  # "I/N": this run's part of the records (caitool.shards)
+    engine: str = "local"  # caitool.engines.ENGINES: where records run; never what they produce
+    ray_address: str | None = None
+    ray_actors: int | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RunFlags:
@@ -154,6 +157,7 @@ def run_task(
     policy). With --dry-run, the first record's requests are printed and nothing else happens (a command
     may pass no clients then, so a dry run needs no key). `clients[0]` is the task's own model: its
     default concurrency is the run's unless --concurrency. Exits with the pipeline's exit code."""
+    from caitool.engines import ENGINES
     from caitool.inputs import count_lines
     from caitool.pipeline import RunSpec, execute
     from caitool.shards import Shard, shard_jobs
@@ -192,6 +196,12 @@ def run_task(
         id_key=task.id_key,
         extra_manifest=extra,
     )
+    if check_choice("--engine", run.engine, ENGINES) == "ray":
+        from caitool.engines.ray_engine import execute_on_ray
+
+        code = execute_on_ray(run_spec, jobs, task, clients, price=price, counts=counts,
+                              address=run.ray_address, actors=run.ray_actors, window=concurrency)  # fmt: skip
+        raise typer.Exit(code)
     process = make_process(task)
     if budget is not None:
         jobs, process = budget.gate(jobs), budget.wrap(process)
@@ -258,6 +268,11 @@ def run_then_read(
     import tempfile
 
     from caitool.errors import EXIT_INTERRUPTED
+
+    if run.engine != "local":  # its jobs are not one per input line, and its result needs all the rows here
+        raise UsageError(
+            f"--engine {run.engine}: only the per-record commands run on Ray; use --engine local"
+        )
     from caitool.pipeline import RunSpec, execute
     from caitool.shards import Shard, shard_jobs
 

@@ -83,6 +83,29 @@ ErrorsOpt = Annotated[
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr (errors are still shown).")
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="local (this process) or ray (records run in Ray actors, each with its own in-process "
+        "model; pip install caitool[ray]; docs/scale.md).",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="With --engine ray: the cluster to join (default $RAY_ADDRESS, else a local one).",
+    ),
+]
+RayActorsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-actors",
+        min=1,
+        help="With --engine ray: actors, each with its own model (default: one per CPU).",
+    ),
+]
 ShardOpt = Annotated[
     str | None,
     typer.Option(
@@ -214,5 +237,8 @@ _SHARED: dict[str, tuple[Any, Any]] = {
     "max_cost": (MaxCostOpt, None),
     "cache": (CacheOpt, None),
     "shard": (ShardOpt, None),
+    "engine": (EngineOpt, "local"),
+    "ray_address": (RayAddressOpt, None),
+    "ray_actors": (RayActorsOpt, None),
     "quiet": (QuietOpt, False),
 }

@@ -32,6 +32,7 @@ from caitool.providers.base import (
     TokenLogprob,
     TopLogprob,
     Usage,
+    current_record,
 )
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -83,6 +84,18 @@ class LocalClient:
         self.n_ctx = n_ctx
         self._llama: Any = None
         self._lock = threading.Lock()
+        self._record: str | None = None  # the record of the last request (see _run)
+
+    # A client travels to a Ray actor (`--engine ray`) as its spec and model path: the loaded model and the
+    # lock stay behind, and the copy loads its own model on first use.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self.spec, "model_path": self.model_path, "n_ctx": self.n_ctx}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._llama = None
+        self._lock = threading.Lock()
+        self._record = None
 
     def _get(self) -> Any:
         if self._llama is not None:
@@ -95,7 +108,8 @@ class LocalClient:
             self._llama = Llama(
                 model_path=str(self.model_path),
                 n_ctx=self.n_ctx,
-                n_threads=os.cpu_count() or 2,
+                # CAITOOL_LOCAL_THREADS: the CPUs a Ray actor was given (`--engine ray`); else every core.
+                n_threads=int(os.environ.get("CAITOOL_LOCAL_THREADS") or 0) or os.cpu_count() or 2,
                 verbose=False,
             )
         except ValueError as exc:  # a GGUF header over a broken or unsupported file
@@ -118,6 +132,15 @@ class LocalClient:
     def _run(self, fn_name: str, payload: Any, params: GenerateParams) -> Completion:
         with self._lock:
             llama = self._get()
+            # A record's first request starts from an empty KV cache. llama.cpp reuses the prefix a request
+            # shares with the one before, and a prefix evaluated in other batches gives slightly different
+            # logits: without the reset a record's text would depend on the record run before it on this
+            # model, and a Ray actor's records (`--engine ray`) would differ from a local run's. Within a
+            # record the reuse stays (its chain's prompts grow; a reset per request made runs ~8x slower).
+            record = current_record.get()
+            if record != self._record:
+                llama.reset()
+                self._record = record
             if params.logprobs:
                 prompt = payload if isinstance(payload, str) else self._render(llama, payload)
                 return self._complete_with_logprobs(llama, prompt, params)
