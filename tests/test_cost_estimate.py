@@ -122,3 +122,31 @@ def test_prompt_cache_reads_are_counted_priced_and_reported(fake: FakeServer, tm
     expect += billed["output_tokens"] * price.output / 1e6
     assert m["cost_usd"] == pytest.approx(expect, abs=2e-6)
     assert "of input from the prompt cache" in r.stderr
+
+
+def test_anthropic_requests_mark_the_few_shot_prefix_for_the_prompt_cache(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    model = "anthropic/claude-3-5-haiku"
+    fake.configure(prompt_cache=True, prompt_cache_min_tokens=256, record_bodies=True)
+    src = write_jsonl(tmp_path / "in.jsonl", prompts(4))
+    out = tmp_path / "out.jsonl"
+    r = run_cli(
+        "critique-revise", str(src), "-o", str(out), "-m", model, "--base-url", fake.anthropic_base_url,
+        "--rounds", "1", "-c", "1",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    stats = fake.stats()
+    marked = [
+        q for q in stats["requests"] if "cache_control" in json.dumps(q["body"]["messages"][-2:-1] or "")
+    ]
+    assert marked == []  # the mark ends the few-shot examples, never the record's own turns
+    critiques = [q for q in stats["requests"] if len(q["body"]["messages"]) > 1]
+    assert critiques and all("cache_control" in json.dumps(q["body"]["messages"]) for q in critiques)
+    billed = stats["usage"]["default"]
+    assert billed["cached_input_tokens"] > 0
+    m: dict[str, Any] = json.loads(Path(str(out) + ".manifest.json").read_text())["counts"]["models"][model]
+    assert (m["input_tokens"], m["cached_input_tokens"]) == (
+        billed["input_tokens"],
+        billed["cached_input_tokens"],
+    )

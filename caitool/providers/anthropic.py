@@ -62,7 +62,8 @@ class AnthropicClient:
 
     def _create_kwargs(self, messages: list[Message], params: GenerateParams) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in messages if m.role == "system")
-        turns = [m.to_dict() for m in messages if m.role != "system"]
+        # The stable prefix (few-shot examples) ends at a `cache_point`: Anthropic caches it when marked.
+        turns = [_cached_turn(m) if m.cache_point else m.to_dict() for m in messages if m.role != "system"]
         kw: dict[str, Any] = {
             "model": self.model,
             "max_tokens": params.max_tokens,
@@ -210,3 +211,9 @@ def _block_text(block: Any) -> Any:
 
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _cached_turn(m: Message) -> dict[str, Any]:
+    """A turn that ends the stable prefix, with the `cache_control` breakpoint Anthropic caches up to."""
+    block = {"type": "text", "text": m.content, "cache_control": {"type": "ephemeral"}}
+    return {"role": m.role, "content": [block]}

@@ -30,6 +30,10 @@ current_record: ContextVar[str | None] = ContextVar("caitool_current_record", de
 class Message:
     role: Role
     content: str
+    # The end of the request's stable prefix (system and few-shot examples, the same in every record's
+    # request): a provider with explicit prompt caching (Anthropic's cache_control) marks it there. Not part
+    # of the message's value: equality, to_dict and caches ignore it.
+    cache_point: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}

@@ -14,7 +14,7 @@ interrupted run) are reused instead of paid for again.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from caitool.constitution import Constitution, CritiquePrinciple, load_constitution
@@ -179,6 +179,8 @@ class CritiqueReviser:
                     )
                 )
             out.append(Message("assistant", ex.revision))
+        if out:  # the few-shot prefix is the same in every record's request: the provider may cache it
+            out[-1] = replace(out[-1], cache_point=True)
         return out
 
     def _transcript(self, messages: tuple[Message, ...] | list[Message]) -> str:

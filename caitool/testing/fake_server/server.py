@@ -342,6 +342,9 @@ class State:
         if cfg.prompt_cache and endpoint == CHAT:
             self._prompt_cache(body, payload, cfg.prompt_cache_min_tokens)
             data = json.dumps(payload).encode()
+        elif cfg.prompt_cache and endpoint == MESSAGES:
+            self._anthropic_cache(body, payload, cfg.prompt_cache_min_tokens)
+            data = json.dumps(payload).encode()
         self._bill(tier or "default", payload)
         return web.Response(body=data, content_type="application/json", headers=headers)
 
@@ -364,6 +367,29 @@ class State:
             cached = min(cached, int(usage.get("prompt_tokens") or 0))
             usage["prompt_tokens_details"] = {"cached_tokens": cached}
 
+    def _anthropic_cache(self, body: dict[str, Any], payload: dict[str, Any], min_tokens: int) -> None:
+        """Anthropic's explicit prompt caching: the prefix up to the last `cache_control` block is written
+        to the cache the first time (cache_creation_input_tokens) and read after (cache_read_input_tokens);
+        input_tokens is then the rest, as Anthropic reports it."""
+        messages = body.get("messages")
+        usage = payload.get("usage")
+        if not isinstance(messages, list) or not isinstance(usage, dict):
+            return
+        system = body.get("system")
+        digest, chars, point, point_chars = hashlib.sha1(), 0, b"", 0
+        for element in ([system] if system else []) + messages:
+            digest.update(json.dumps(element, sort_keys=True).encode() + b"\x00")
+            chars += message_chars(element)
+            if "cache_control" in json.dumps(element):
+                point, point_chars = digest.digest(), chars
+        tokens = point_chars // 4
+        if not point or tokens < max(min_tokens, 1):
+            return
+        read = point in self.prefixes
+        self.prefixes.add(point)
+        usage["input_tokens"] = max(0, int(usage.get("input_tokens") or 0) - tokens)
+        usage["cache_read_input_tokens" if read else "cache_creation_input_tokens"] = tokens
+
     def _bill(self, tier: str, payload: dict[str, Any]) -> None:
         """Add an answered request's usage (OpenAI or Anthropic shape) to the tier's counters."""
         u = payload.get("usage")
@@ -377,6 +403,11 @@ class State:
         details = u.get("prompt_tokens_details")
         if isinstance(details, dict) and details.get("cached_tokens"):
             c["cached_input_tokens"] += int(details["cached_tokens"])
+        for name in ("cache_read_input_tokens", "cache_creation_input_tokens"):  # Anthropic's: input too
+            if isinstance(u.get(name), int):
+                c["input_tokens"] += u[name]
+                if name == "cache_read_input_tokens":
+                    c["cached_input_tokens"] += u[name]
 
     def answer_in_batch(self, endpoint: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One request inside a batch through the same fault machine and reply builder as a live one:
