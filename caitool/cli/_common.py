@@ -179,6 +179,8 @@ def run_task(
             print_estimate(est, read, price)
         raise typer.Exit(0)
     budget = make_budget(run.max_cost, price, task, clients)
+    if budget is not None and run.engine != "local":  # the Ray actors spend outside this process's counters
+        raise UsageError(f"--max-cost: not available with --engine {run.engine} yet; use --engine local")
     settings, extra = sharded_settings(
         shard, task.command, run.input, run.output, task.settings(), extra_manifest, task.id_key
     )
