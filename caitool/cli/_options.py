@@ -88,7 +88,7 @@ EngineOpt = Annotated[
     typer.Option(
         "--engine",
         help="local (this process) or ray (records run in Ray actors, each with its own in-process "
-        "model; pip install caitool[ray]; docs/scale.md).",
+        "model; pip install caitool\\[ray]; docs/scale.md).",
     ),
 ]
 RayAddressOpt = Annotated[
