@@ -20,6 +20,7 @@ from caitool.cli import (  # noqa: F401
     providers,
     red_team,
     sample_pairs,
+    serve_config,
     stats,
     train,
     try_,
