@@ -1,4 +1,4 @@
-"""`--engine ray` on a real two-node Ray cluster on this machine (head + one worker, 1 CPU each, 127.0.0.1),
+"""`--engine ray` on a real two-node Ray cluster on this machine (head + one worker, 1 CPU each),
 with the embedded SmolLM2 model in every actor: every id once, the same rows as a local run with the same
 seeds, and a worker node killed mid-run loses and doubles nothing (its record goes to the surviving actor).
 
@@ -29,8 +29,10 @@ PROMPTS = [
     "Tell me a joke about cats.",
     "How can I get back at my neighbour?",
 ]
-CR_ARGS = ("--rounds", "1", "--max-tokens", "8", "--seed", "3")
-LP_ARGS = ("--seed", "3")
+# No few-shot examples: the prompts stay short, so the embedded model's prompt evaluation (the bulk of these
+# tests' time on 2 cores) is small; what is tested is where records run, not what the model writes.
+CR_ARGS = ("--rounds", "1", "--max-tokens", "8", "--seed", "3", "--fewshot", "0")
+LP_ARGS = ("--seed", "3", "--fewshot", "0")
 
 
 @pytest.fixture(scope="module")
