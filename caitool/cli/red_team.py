@@ -83,7 +83,10 @@ def red_team(
     from caitool.providers.base import GenerateParams
     from caitool.tasks import red_team as rt
 
-    flags, run = ClientFlags.from_params(ctx.params), RunFlags.from_params({**ctx.params, "input": seeds})
+    run = RunFlags.from_params({**ctx.params, "input": seeds})
+    # The durable run is OUT.raw.jsonl (`run_then_read`): --tier batch keeps its ledgers beside that file.
+    raw = None if output in (None, "-") else f"{output}.raw.jsonl"
+    flags = ClientFlags.from_params({**ctx.params, "output": raw})
     quiet = run.quiet
     check_choice("--prompt-format", prompt_format, ("chat", "completion"))
     dedup_settings = _dedup_settings(dedup, threshold, ngram, embedding_threshold, min_chars, seed)
