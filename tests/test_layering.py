@@ -79,6 +79,18 @@ RULES = [
         id="providers-at-the-bottom",
     ),
     pytest.param("caitool.trainers", ("caitool.providers", "caitool.tasks"), (), id="trainers-see-data"),
+    # The cost tiers sit beside the retry layer: they execute requests and know nothing of tasks or runs.
+    pytest.param(
+        "caitool.tiers",
+        ("caitool.cli", "caitool.pipeline", "caitool.tasks", "caitool.engines", "typer", "click"),
+        (),
+        id="tiers-execute-requests",
+    ),
+    pytest.param("caitool.engines", ("caitool.cli", "typer", "click"), (), id="engines-no-cli"),
+    pytest.param("caitool.budget", ("caitool.cli", "caitool.pipeline", "typer"), (), id="budget-no-cli"),
+    pytest.param(
+        "caitool.response_cache", ("caitool",), ("caitool.providers.base",), id="cache-on-the-contract"
+    ),
     *(
         pytest.param(
             module,
