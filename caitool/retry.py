@@ -70,6 +70,7 @@ def _initial_wait() -> float:
 DEFAULT_MAX_RETRY_AFTER_S = 300.0
 # A pause this long or longer is announced on stderr: the run looks hung otherwise.
 ANNOUNCE_PAUSE_S = 5.0
+RPM_CUT_INTERVAL_S = 1.0  # the request budget is cut at most once per this many seconds of 429s
 
 
 def _max_retry_after() -> float:
@@ -104,6 +105,7 @@ class RateLimiter:
         self._tok_tokens = float(tpm) if tpm else 0.0
         self._last = time.monotonic()
         self._paused_until = 0.0
+        self._last_cut = -math.inf  # when on_rate_limited last cut the request budget
         self._lock = asyncio.Lock()
 
     def _refill(self, now: float) -> None:
@@ -148,7 +150,11 @@ class RateLimiter:
         if pause >= ANNOUNCE_PAUSE_S and until > self._paused_until + 1.0:
             warn(f"rate limited: pausing all requests for {pause:.0f} s (the server's Retry-After)")
         self._paused_until = max(self._paused_until, until)
-        if self.rpm:
+        now = time.monotonic()
+        # One cut per second at most: a burst of requests in flight comes back as a burst of 429s, and cutting
+        # for each of them (0.7^30 after 30) would leave a few requests a minute, recovered at +1 rpm each.
+        if self.rpm and now - self._last_cut >= RPM_CUT_INTERVAL_S:
+            self._last_cut = now
             self.rpm = max(1.0, self.rpm * 0.7)
             self._req_tokens = min(self._req_tokens, 0.0)
 

@@ -23,10 +23,18 @@ from caitool.testing.fake_server import FakeServer
 from tests.conftest import prompts, run_cli, write_jsonl
 
 
-def test_a_429_lowers_rpm_by_30_percent_and_successes_recover_one_per_minute() -> None:
+def test_a_429_lowers_rpm_by_30_percent_once_per_second_and_successes_recover(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     lim = RateLimiter(rpm=100)
     lim.on_rate_limited(0.0)
     assert lim.rpm == pytest.approx(70.0)
+    for _ in range(30):  # the rest of a burst of requests in flight, answered 429 in the same second
+        lim.on_rate_limited(0.0)
+    assert lim.rpm == pytest.approx(70.0)  # before: 100 × 0.7^31, a request every few minutes
+    clock[0] += 1.0
     lim.on_rate_limited(0.0)
     assert lim.rpm == pytest.approx(49.0)
     lim.on_success()
