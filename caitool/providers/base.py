@@ -32,8 +32,8 @@ class Message:
     content: str
     # The end of the request's stable prefix (system and few-shot examples, the same in every record's
     # request): a provider with explicit prompt caching (Anthropic's cache_control) marks it there. Not part
-    # of the message's value: equality, to_dict and caches ignore it.
-    cache_point: bool = field(default=False, compare=False)
+    # of the message's value: equality, repr (gold-file hashes hash reprs), to_dict and caches ignore it.
+    cache_point: bool = field(default=False, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
