@@ -73,25 +73,47 @@ def _canonical(value: object) -> object:
     fields that differ from their defaults (so adding a field with a default, renaming a class or moving it
     between modules does not change the hash of an existing record), minus `where` (the input file's path and
     line: the same record read from a moved or re-cloned file is the same record)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    kind = type(value)
+    if value is None or kind in _SCALARS:
+        return value
+    fields = _DATACLASS_FIELDS.get(kind)
+    if fields is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = _DATACLASS_FIELDS[kind] = _fields_with_defaults(kind)
+    if fields is not None:
         out: dict[str, object] = {}
-        for f in dataclasses.fields(value):
-            v = getattr(value, f.name)
-            if f.name == "where":
-                continue
-            if f.default is not dataclasses.MISSING and v == f.default:
-                continue
-            if f.default_factory is not dataclasses.MISSING and v == f.default_factory():
-                continue
-            out[f.name] = _canonical(v)
+        for name, has_default, default in fields:
+            v = getattr(value, name)
+            if not (has_default and v == default):
+                out[name] = _canonical(v)
         return out
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_canonical(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str | int | float | bool):  # subclasses (a str-valued enum)
         return value
-    raise TypeError(type(value).__name__)
+    raise TypeError(kind.__name__)
+
+
+# A record hash runs once per record on the hot path: fields and defaults are read once per dataclass.
+_SCALARS = frozenset({str, int, float, bool})
+_DATACLASS_FIELDS: dict[type, tuple[tuple[str, bool, object], ...]] = {}
+
+
+def _fields_with_defaults(kind: type) -> tuple[tuple[str, bool, object], ...]:
+    """(name, has a default, the default) of each field but `where`; a default factory's value stands in
+    for its default (compared, never handed out)."""
+    out = []
+    for f in dataclasses.fields(kind):
+        if f.name == "where":
+            continue
+        if f.default is not dataclasses.MISSING:
+            out.append((f.name, True, f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            out.append((f.name, True, f.default_factory()))
+        else:
+            out.append((f.name, False, None))
+    return tuple(out)
 
 
 def record_hash(item: object) -> str:

@@ -13,6 +13,7 @@ interrupted run) are reused instead of paid for again.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -148,7 +149,10 @@ class CritiqueReviser:
 
     # -- rendering (pure) -------------------------------------------------------------------------------
 
-    def _chat_fewshot(self) -> list[Message]:
+    @functools.cached_property
+    def _chat_fewshot(self) -> tuple[Message, ...]:
+        """The few-shot turns every chat request starts with: the same for every record of the run, so
+        built once (Messages are frozen, so sharing them between requests is safe)."""
         out: list[Message] = []
         if self.templates.chat.get("system"):
             out.append(Message("system", self.templates.chat["system"]))
@@ -181,12 +185,13 @@ class CritiqueReviser:
             out.append(Message("assistant", ex.revision))
         if out:  # the few-shot prefix is the same in every record's request: the provider may cache it
             out[-1] = replace(out[-1], cache_point=True)
-        return out
+        return tuple(out)
 
     def _transcript(self, messages: tuple[Message, ...] | list[Message]) -> str:
         c = self.templates.completion
         return "".join(render(c[m.role], content=m.content) for m in messages)
 
+    @functools.cached_property
     def _completion_fewshot(self) -> str:
         c = self.templates.completion
         parts = []
@@ -206,14 +211,14 @@ class CritiqueReviser:
     def critique_request(self, item: PromptItem, response: str, p: CritiquePrinciple) -> list[Message] | str:
         if self.settings.prompt_format == "chat":
             return [
-                *self._chat_fewshot(),
+                *self._chat_fewshot,
                 *item.messages,
                 Message("assistant", response),
                 Message("user", render(self.templates.chat["critique_turn"], critique_request=p.critique)),
             ]
         c = self.templates.completion
         return (
-            self._completion_fewshot()
+            self._completion_fewshot
             + self._transcript(item.messages)
             + render(c["assistant"], content=response)
             + render(c["critique"], critique_request=p.critique)
@@ -223,7 +228,7 @@ class CritiqueReviser:
         self, item: PromptItem, response: str, p: CritiquePrinciple, critique: str | None
     ) -> list[Message] | str:
         if self.settings.prompt_format == "chat":
-            base = [*self._chat_fewshot(), *item.messages, Message("assistant", response)]
+            base = [*self._chat_fewshot, *item.messages, Message("assistant", response)]
             if critique is None:
                 turn = render(self.templates.chat["direct_revision_turn"], revision_request=p.revision)
                 return [*base, Message("user", turn)]
@@ -235,7 +240,7 @@ class CritiqueReviser:
             ]
         c = self.templates.completion
         text = (
-            self._completion_fewshot()
+            self._completion_fewshot
             + self._transcript(item.messages)
             + render(c["assistant"], content=response)
         )
