@@ -96,7 +96,7 @@ class Endpoint:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     latency_sum: float = 0.0
     answered: int = 0
-    requests_now: set[asyncio.Task[Completion]] = field(default_factory=set)
+    requests_now: set[asyncio.Task[Any]] = field(default_factory=set)  # the tasks awaiting a request here
 
     def healthy(self, now: float) -> bool:
         return now >= self.ejected_until
@@ -147,6 +147,7 @@ class FleetClient:
         self._pins: OrderedDict[str, Endpoint] = OrderedDict()  # record id -> its endpoint (LRU)
         self._max_pins = max(4096, 4 * self.default_concurrency)
         self._freed: asyncio.Event | None = None
+        self._ejecting: set[asyncio.Task[Any]] = set()  # tasks cancelled by an ejection (see `_send`)
 
     # choosing an endpoint -------------------------------------------------------------------------------
 
@@ -221,8 +222,12 @@ class FleetClient:
         pause = min(EJECT_MAX_S, EJECT_S * 2 ** (ep.ejected_in_a_row - 1))
         ep.ejected_until = time.monotonic() + pause
         ep.streak = EJECT_AFTER - 1  # back from the pause, one more failure ejects it again
+        me = asyncio.current_task()  # the request whose failure ejects: it is failing already, not cancelled
         for task in list(ep.requests_now):
-            task.cancel()  # its caller raises `Ejected` (retryable): retried on another endpoint now
+            if task is me:
+                continue
+            self._ejecting.add(task)
+            task.cancel()  # `_send` turns this cancellation into `Ejected` (retryable): retried elsewhere now
 
     def _succeeded(self, ep: Endpoint, seconds: float) -> None:
         ep.streak = 0
@@ -240,19 +245,19 @@ class FleetClient:
         ep.in_flight += 1
         ep.requests += 1
         started = time.monotonic()
-        # The request runs as its own task so that ejecting the endpoint can cancel it without cancelling
-        # the record's task.
-        request = asyncio.ensure_future(call(ep.client))
-        ep.requests_now.add(request)
+        # Ejecting the endpoint cancels the task awaiting here and marks it in `_ejecting`: that one
+        # cancellation is taken back (`uncancel`, as asyncio.timeout does) and becomes a retryable error, so
+        # the record's task goes on. A request in a task of its own would cost a task per request.
+        me = asyncio.current_task()
+        assert me is not None
+        ep.requests_now.add(me)
         try:
-            result = await request
+            result = await call(ep.client)
         except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if me is not None and me.cancelling():  # the record itself was cancelled (Ctrl-C, a fatal error)
-                raise
-            error = Ejected(f"{self.spec}: endpoint {ep.url} was ejected mid-request", retryable=True)
+            if me not in self._ejecting or me.uncancel() > 0:
+                raise  # the record itself was cancelled (Ctrl-C, a fatal error), maybe as well
             ep.errors += 1
-            raise error from None
+            raise Ejected(f"{self.spec}: endpoint {ep.url} was ejected mid-request", retryable=True) from None
         except ProviderError as exc:
             self._failed(ep, exc)
             raise
@@ -260,7 +265,8 @@ class FleetClient:
             self._succeeded(ep, time.monotonic() - started)
             return result
         finally:
-            ep.requests_now.discard(request)
+            self._ejecting.discard(me)
+            ep.requests_now.discard(me)
             self._release(ep)
 
     async def chat(self, messages: list[Message], params: GenerateParams) -> Completion:
