@@ -3,7 +3,9 @@ endpoint, one caitool run with `--base-url A,B,...` (issue #14's bar: 4 endpoint
 reach ≥ 90 % of 4 × 320 req/s, with client CPU per request no worse than one endpoint at C = 64).
 
 For each command it runs, against the same servers (all pinned to CPU 1; the client to CPU 0):
-- one endpoint at C (the reference for CPU per request);
+- one endpoint at C;
+- one endpoint at K × C: the same records in flight as the fleet, so the CPU per request it costs is the
+  reference for the fleet's own overhead (CPU per request falls as C grows: more answers per loop wake-up);
 - the fleet of K endpoints at K × C, each URL capped at C (`URL#cap=C`).
 
 Reports requests/s over the request phase (server side, summed over the fleet), its fraction of K × C /
@@ -78,12 +80,16 @@ def main() -> int:
         with workdir() as tmp:
             for command in a.commands.split(","):
                 calls = COMMANDS[command].calls_per_record
+                total = a.concurrency * a.endpoints
                 cells = {
                     "one endpoint": (ServerGroup(servers[:1]), servers[0].openai_base_url, a.concurrency),
+                    # the fleet's own cost: the same records in flight on one endpoint (whose limit it exceeds
+                    # only if the server keeps up; the CPU per request is what this cell is for)
+                    f"one endpoint, C={total}": (ServerGroup(servers[:1]), servers[0].openai_base_url, total),
                     f"fleet of {a.endpoints}": (
                         ServerGroup(servers),
                         ",".join(f"{s.openai_base_url}#cap={a.concurrency}" for s in servers),
-                        a.concurrency * a.endpoints,
+                        total,
                     ),
                 }
                 for who, (group, url, c) in cells.items():
