@@ -29,9 +29,10 @@ def test_four_rounds_on_1000_records_take_one_batch_latency_per_step(fake, tmp_p
     """1,000 records, critique → revision × 4: 1 + 2·4 dependent steps, so 9 batch latencies at best. A
     barrier between rounds (or a batch per record) would show as more batches and more time. No few-shot
     examples: the client's CPU per request is not what is measured here (2 cores run server and client)."""
-    # 5 s: client and server share 2 cores, and spend 0.2-0.4 s of them per step (CAITOOL_TEST_BATCH_DELAY_S
-    # to try another delay).
-    delay, rounds, n = float(os.environ.get("CAITOOL_TEST_BATCH_DELAY_S", "5")), 4, 1000
+    # 8 s: client and server share 2 cores and spend 0.3-0.5 s of them per step (upload, the server's
+    # answering, ingest, the records' own work), which must stay inside the bound's 10 % even on a slow or
+    # busy CI machine (at 5 s a loaded run came within 3 % of it). CAITOOL_TEST_BATCH_DELAY_S to try another.
+    delay, rounds, n = float(os.environ.get("CAITOOL_TEST_BATCH_DELAY_S", "8")), 4, 1000
     fake.configure(batch_delay_s=delay)
     src, out = write_jsonl(tmp_path / "in.jsonl", prompts(n)), tmp_path / "out.jsonl"
     r = run_cli(
