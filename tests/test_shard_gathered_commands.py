@@ -1,6 +1,6 @@
 """`--shard I/N` on the two commands that gather all their rows before reporting (red-team, eval-labeler):
-each shard runs only its share of the model calls; the shards' durable files merged with `caitool merge` are the
-unsharded run's, so the unsharded command resumes them without a model call and reports over every item."""
+each shard runs only its share of the model calls; the shards' durable files merged with `caitool merge` are
+the unsharded run's, so the unsharded command resumes them without a model call and reports over all items."""
 
 from __future__ import annotations
 
