@@ -20,16 +20,20 @@ prefix-aware router class (its module needs vLLM: that config is validated with 
 for CPU in its place); `engine_kwargs` (a free dict for Ray; vLLM reads `max_logprobs`,
 `enable_prefix_caching`, `tensor_parallel_size` and `max_model_len` only when a replica starts, on a GPU).
 
-`ray.serve` imports starlette, fastapi, uvicorn and grpc (part of `ray[serve]`; the dev extra installs
-them): without ray or them, the Ray checks skip, saying which; the command's own tests run everywhere.
+`ray.serve` imports starlette, fastapi, uvicorn, grpc and (ray 2.60) grpc_reflection, part of `ray[serve]`;
+the dev extra installs them. Without ray or them, the Ray checks skip, saying which (probed in a child
+process, see `serve_import_error`); the command's own tests run everywhere.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +67,26 @@ def ray_source(relative: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / relative
 
 
+@functools.cache
+def serve_import_error() -> str | None:
+    """Why `ray.serve.schema` does not import here (None when it does), found in a child process: a failed
+    `import ray.serve` leaves a logging filter behind that fails every later log call of this process (a
+    missing `grpc_reflection` under ray 2.60 broke two unrelated tests that way)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ray.serve.schema"], capture_output=True, text=True, timeout=120
+    )
+    if probe.returncode == 0:
+        return None
+    lines = probe.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit {probe.returncode}"
+
+
 def ray_serve_schema() -> Any:
     ray_source("serve/schema.py")
-    try:
-        from ray.serve.schema import ServeDeploySchema
-    except ImportError as exc:  # ray.serve's __init__ needs ray[serve]'s web stack
-        pytest.skip(f"ray.serve is not importable here ({exc}); install fastapi, uvicorn and grpcio")
+    if (why := serve_import_error()) is not None:  # ray.serve needs ray[serve]'s web and gRPC stack
+        pytest.skip(f"ray.serve is not importable here ({why}); the dev extra installs what it needs")
+    from ray.serve.schema import ServeDeploySchema
+
     return ServeDeploySchema
 
 
