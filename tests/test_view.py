@@ -202,11 +202,25 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     pg = browser.new_page(viewport={"width": 1400, "height": 900})
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
+    errors: list[tuple[float, str]] = []
+    pg.on("pageerror", lambda e: errors.append((time.monotonic(), str(e))))
+    _last_close[0] = math.inf
     yield pg
     pg.close()
-    assert not errors, errors
+    # A fetch the page still had in flight when the test closed its server fails then: that is the test's
+    # own cleanup (a clean-clone CI run hit it once), not the page's fault. Any other error, or one before
+    # the close, fails the test.
+    real = [e for t, e in errors if not (e == "Failed to fetch" and t >= _last_close[0])]
+    assert not real, real
+
+
+_last_close = [math.inf]  # when the running test last closed a view server (see `page`)
+
+
+class _Server(ViewServer):
+    def close(self) -> None:
+        _last_close[0] = time.monotonic()
+        super().close()
 
 
 def counts_are(page: Any, text: str) -> None:
@@ -215,7 +229,7 @@ def counts_are(page: Any, text: str) -> None:
 
 
 def serve(*paths: Path) -> ViewServer:
-    return ViewServer([Dataset(p) for p in paths]).start()
+    return _Server([Dataset(p) for p in paths]).start()
 
 
 def shot(page: Any, name: str) -> None:
