@@ -42,6 +42,33 @@ FLEX_UNAVAILABLE = "Resource Unavailable: no flex capacity for this request righ
 QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details (fake server)."
 
 
+def _answer(
+    endpoint: str,
+    body: dict[str, Any],
+    active: Active,
+    match_text: str,
+    snippet: str,
+    fault: str | None,
+    misbehaviour: tuple[str, str] | None,
+    seq: int,
+) -> dict[str, Any]:
+    """The answer's JSON, for a live request and a batch request alike: the reply, with the content faults
+    (`p_empty_choices`, `p_garbage_answer`) and a misbehaving model's reshaping applied."""
+    payload = build_reply(
+        endpoint,
+        body,
+        active,
+        match_text,
+        snippet,
+        empty=fault == "p_empty_choices",
+        garbage=fault == "p_garbage_answer",
+        seq=seq,
+    )
+    if misbehaviour is not None:
+        misshape(payload, endpoint, *misbehaviour)
+    return payload
+
+
 def _error_body(endpoint: str, status: int, message: str | None, code: str | None) -> bytes:
     if endpoint == MESSAGES:
         return anthropic_api.error_body(status, message, code)
@@ -311,18 +338,7 @@ class State:
             reset_connection(request)
             return web.Response(status=200)  # never sent: aiohttp drops it on the closed transport
 
-        payload = build_reply(
-            endpoint,
-            body,
-            active,
-            match_text,
-            snippet,
-            empty=fault == "p_empty_choices",
-            garbage=fault == "p_garbage_answer",
-            seq=self.req_seq + 1,
-        )
-        if misbehaviour is not None:
-            misshape(payload, endpoint, *misbehaviour)
+        payload = _answer(endpoint, body, active, match_text, snippet, fault, misbehaviour, self.req_seq + 1)
         data = json.dumps(payload).encode()
         headers = self._headers()
         if misbehaviour is not None and misbehaviour[0] == "drip":
@@ -454,19 +470,7 @@ class State:
             if fault in ("p_hang", "p_reset", "p_truncate"):
                 return error(500)
         self.req_seq += 1
-        payload = build_reply(
-            endpoint,
-            body,
-            active,
-            match_text,
-            snippet,
-            empty=fault == "p_empty_choices",
-            garbage=fault == "p_garbage_answer",
-            seq=self.req_seq,
-        )
-        if misbehaviour is not None:
-            misshape(payload, endpoint, *misbehaviour)
-        return 200, payload
+        return 200, _answer(endpoint, body, active, match_text, snippet, fault, misbehaviour, self.req_seq)
 
     def _count_prompt(
         self, endpoint: str, body: dict[str, Any]
