@@ -12,7 +12,7 @@ import json
 import re
 import string
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,22 @@ def _table_list(data: dict[str, Any], key: str, label: str, problems: list[str])
     return value
 
 
+def _entries(
+    raw: list[Any], section: str, keys: tuple[str, ...], label: str, problems: list[str]
+) -> Iterator[tuple[str, list[str | None]]]:
+    """Each table of a `[[critique]]` or `[[comparison]]` list as (where, its `keys`' string values, None
+    where missing or not a string); every problem found goes to `problems`, and a non-table is skipped."""
+    for i, entry in enumerate(raw):
+        where = f"{label}: {section}[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table with keys {', '.join(keys)}, not {type_name(entry)}")
+            continue
+        if isinstance(entry.get("id"), str):
+            where += f" (id {entry['id']!r})"
+        unknown_keys(entry, keys, where, problems)
+        yield where, [str_field(entry, key, where, problems, required=True) for key in keys]
+
+
 def from_caitool(data: Any, label: str, problems: list[str]) -> Draft:
     draft = Draft(fmt="caitool")
     if not isinstance(data, dict):
@@ -144,33 +160,12 @@ def from_caitool(data: Any, label: str, problems: list[str]) -> Draft:
     raw_critiques = _table_list(data, "critique", label, problems)
     raw_comparisons = _table_list(data, "comparison", label, problems)
     draft.has_sections = bool(raw_critiques or raw_comparisons)
-    for i, entry in enumerate(raw_critiques):
-        where = f"{label}: critique[{i}]"
-        if not isinstance(entry, dict):
-            problems.append(
-                f"{where}: must be a table with keys {', '.join(_CRITIQUE_KEYS)}, not {type_name(entry)}"
-            )
-            continue
-        if isinstance(entry.get("id"), str):
-            where += f" (id {entry['id']!r})"
-        unknown_keys(entry, _CRITIQUE_KEYS, where, problems)
-        values = [str_field(entry, key, where, problems, required=True) for key in _CRITIQUE_KEYS]
-        pid, critique, revision = values
+    critiques = _entries(raw_critiques, "critique", _CRITIQUE_KEYS, label, problems)
+    for where, (pid, critique, revision) in critiques:
         if pid is not None and critique is not None and revision is not None:
             draft.critiques.append(CritiquePrinciple(pid.strip(), critique.strip(), revision.strip()))
             draft.critique_where.append(where)
-    for i, entry in enumerate(raw_comparisons):
-        where = f"{label}: comparison[{i}]"
-        if not isinstance(entry, dict):
-            problems.append(
-                f"{where}: must be a table with keys {', '.join(_COMPARISON_KEYS)}, not {type_name(entry)}"
-            )
-            continue
-        if isinstance(entry.get("id"), str):
-            where += f" (id {entry['id']!r})"
-        unknown_keys(entry, _COMPARISON_KEYS, where, problems)
-        pid = str_field(entry, "id", where, problems, required=True)
-        text = str_field(entry, "text", where, problems, required=True)
+    for where, (pid, text) in _entries(raw_comparisons, "comparison", _COMPARISON_KEYS, label, problems):
         if pid is not None and text is not None:
             draft.comparisons.append(ComparisonPrinciple(pid.strip(), text.strip()))
             draft.comparison_where.append(where)
