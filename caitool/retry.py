@@ -336,6 +336,7 @@ class ResilientClient:
         self.default_concurrency: int = declared["default_concurrency"]
         self.render_chat: Callable[[list[Message]], str] | None = declared["render_chat"]
         self.supports_flex: bool = declared["supports_flex"]
+        self.actor_gpus: int = declared["actor_gpus"]
         # Requests in flight, adapted on 429s; the ceiling is the run's concurrency (records in flight).
         self.adaptive = AdaptiveConcurrency(concurrency or self.default_concurrency)
         # The tier attempts are sent at now: --tier, until a flex fallback switches it to standard.

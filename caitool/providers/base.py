@@ -134,6 +134,7 @@ CAPABILITY_DEFAULTS: dict[str, Any] = {
     "default_concurrency": 16,
     "render_chat": None,
     "supports_flex": False,
+    "actor_gpus": 0,
 }
 
 
@@ -149,7 +150,9 @@ class ModelClient(Protocol):
     - `render_chat`: the model's own chat template, `messages -> text`, when the client can apply it itself
       (so a completion can continue a rendered chat after a forced prefix: label-pairs' `chat-prefill`);
       None when only the server knows the template;
-    - `supports_flex`: requests may ask for OpenAI's flex tier (`GenerateParams.service_tier = "flex"`).
+    - `supports_flex`: requests may ask for OpenAI's flex tier (`GenerateParams.service_tier = "flex"`);
+    - `actor_gpus`: GPUs one copy of the client needs in-process (a `--engine ray` actor asks for them; 0:
+      none, the actor takes CPUs).
     """
 
     spec: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from caitool.errors import UsageError
 from caitool.providers.base import ModelClient
@@ -121,7 +122,39 @@ class Local:
         return LocalClient(spec, model)
 
 
-BUILTINS: tuple[OpenAICompatible | Anthropic | Local, ...] = (
+def _cuda_visible() -> bool:
+    """A CUDA device node here, and CUDA_VISIBLE_DEVICES not hiding every one (without importing torch)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+@dataclass(frozen=True)
+class VLLMEngine:
+    name: str = "vllm-engine"
+    description: str = "a model run in-process by vLLM on a GPU (caitool[vllm]; --engine ray: one per GPU)"
+    key_env: None = None
+    base_url_env: None = None
+
+    def base_url(self) -> str | None:
+        return None
+
+    def ready(self) -> tuple[bool, str]:
+        if importlib.util.find_spec("vllm") is None:
+            return False, 'pip install "caitool[vllm]" in a GPU environment of its own (docs/scale.md)'
+        if not _cuda_visible():
+            return False, "vLLM installed, but no CUDA device is visible here (--engine ray may have one)"
+        return True, "vLLM installed and a CUDA device visible"
+
+    def create(
+        self, spec: str, model: str, *, base_url: str | None, api_key: str | None, timeout: float
+    ) -> ModelClient:
+        from caitool.providers.vllm_engine import VLLMEngineClient
+
+        return VLLMEngineClient(spec, model)
+
+
+BUILTINS: tuple[OpenAICompatible | Anthropic | Local | VLLMEngine, ...] = (
     OpenAICompatible("openai", None, "OPENAI", "OpenAI, or any OpenAI-compatible server via --base-url"),
     OpenAICompatible("vllm", "http://localhost:8000/v1", "VLLM", "vLLM's OpenAI-compatible server"),
     OpenAICompatible("sglang", "http://localhost:30000/v1", "SGLANG", "SGLang's OpenAI-compatible server"),
@@ -131,4 +164,5 @@ BUILTINS: tuple[OpenAICompatible | Anthropic | Local, ...] = (
     OpenAICompatible("tgi", "http://localhost:8080/v1", "TGI", "Text Generation Inference"),
     Anthropic(),
     Local(),
+    VLLMEngine(),
 )
