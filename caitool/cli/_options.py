@@ -103,7 +103,8 @@ RayActorsOpt = Annotated[
     typer.Option(
         "--ray-actors",
         min=1,
-        help="With --engine ray: actors, each with its own model (default: one per CPU).",
+        help="With --engine ray: actors, each with its own model (default: one per CPU; for vllm-engine/, "
+        "one per GPU).",
     ),
 ]
 ShardOpt = Annotated[

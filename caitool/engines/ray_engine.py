@@ -2,10 +2,14 @@
 
 Reads: the command's `RecordTask` and its clients, as the command built them on the driver.
 Does: connects to a Ray cluster (`--ray-address`, else $RAY_ADDRESS, else a local one started for the run),
-starts `--ray-actors` actors (default: one per CPU of the cluster; each gets the cluster's CPUs divided among
-them, and llama.cpp runs that many threads), and hands records to the least busy one. Every actor holds a copy
+starts `--ray-actors` actors, and hands records to the least busy one. A CPU engine's actors (llama.cpp)
+default to one per CPU of the cluster, each given the cluster's CPUs divided among them (llama.cpp runs that
+many threads). A GPU engine's actors (vLLM: its client's `actor_gpus` > 0) default to one per `actor_gpus`
+GPUs of the cluster, each given that many GPUs and one CPU. Every actor holds a copy
 of the task whose clients load their model inside the actor (the embedded SmolLM2, any `local/PATH.gguf`),
 and runs caitool's own `task.process` for whole records, multi-round chains included, with the same seeds.
+An actor holds as many records at once as its client's `default_concurrency` (1 for llama.cpp, which runs
+one request at a time; 64 for vLLM, which batches them), unless --concurrency sets the window.
 Writes: nothing. An actor returns a record's rows, the model calls it finished and its call counters to the
 driver, whose runner writes them through the same `OutputStore` as a local run.
 
@@ -67,7 +71,7 @@ def pack(task: RecordTask, clients: list[ResilientClient]) -> tuple[bytes, bytes
     except (TypeError, pickle.PicklingError, AttributeError) as exc:
         raise UsageError(
             f"--engine ray: this command's model clients cannot be sent to Ray actors ({exc})",
-            hint="--engine ray runs in-process engines (local/smollm2, local/PATH.gguf); "
+            hint="--engine ray runs in-process engines (local/smollm2, local/PATH.gguf, vllm-engine/MODEL); "
             "for model servers use --base-url (docs/scale.md)",
         ) from None
     return clients_blob, buf.getvalue()
@@ -133,7 +137,7 @@ class RecordActor:
 class RayEngine:
     """The driver's side: the actors, which of them are alive and busy, and what the manifest records."""
 
-    def __init__(self, actors: list[Any], cpus: int, address: str) -> None:
+    def __init__(self, actors: list[Any], cpus: int, address: str, gpus: int = 0) -> None:
         self.actors = actors
         self.busy = [0] * len(actors)
         self.alive = [True] * len(actors)
@@ -145,6 +149,7 @@ class RayEngine:
             "address": address,
             "actors": len(actors),
             "cpus_per_actor": cpus,
+            "gpus_per_actor": gpus,
             "actors_lost": 0,
             "resubmitted": 0,
             "records_by_node": {},
@@ -152,8 +157,9 @@ class RayEngine:
 
     @classmethod
     def start(
-        cls, address: str | None, actors: int | None, clients_blob: bytes, task_blob: bytes
+        cls, address: str | None, actors: int | None, clients_blob: bytes, task_blob: bytes, gpus: int = 0
     ) -> RayEngine:
+        """`gpus`: what one actor's clients need (their largest `actor_gpus`); 0 places actors by CPUs."""
         try:
             import ray
         except ImportError:
@@ -162,13 +168,30 @@ class RayEngine:
             context = ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise UsageError(f"--engine ray: cannot connect to the Ray cluster at {address}: {exc}") from None
-        total = int(ray.cluster_resources().get("CPU", 0))
-        n = actors or max(1, total)
-        cpus = max(1, total // n)
-        if n * cpus > total:
-            ray.shutdown()
-            raise UsageError(f"--ray-actors {n}: the Ray cluster has {total} CPUs, and each actor needs one")
-        remote = ray.remote(RecordActor).options(num_cpus=cpus, max_restarts=0)
+        resources = ray.cluster_resources()
+        total = int(resources.get("CPU", 0))
+        if gpus:
+            # Checked before any output file exists: without it the actors would wait for GPUs forever.
+            total_gpus = int(resources.get("GPU", 0))
+            n = actors or max(1, total_gpus // gpus)
+            cpus = 1  # the engine's work is on the GPU; vLLM's own engine process is not Ray's to place
+            if n * gpus > total_gpus or n > total:
+                ray.shutdown()
+                raise UsageError(
+                    f"--engine ray: {n} actors of {gpus} GPU(s) each need {n * gpus} GPUs and {n} CPUs; "
+                    f"the Ray cluster has {total_gpus} GPUs and {total} CPUs",
+                    hint="start the cluster on GPU nodes, lower --ray-actors, or set "
+                    "CAITOOL_VLLM_TENSOR_PARALLEL_SIZE to fit a node's GPUs",
+                )
+        else:
+            n = actors or max(1, total)
+            cpus = max(1, total // n)
+            if n * cpus > total:
+                ray.shutdown()
+                raise UsageError(
+                    f"--ray-actors {n}: the Ray cluster has {total} CPUs, and each actor needs one"
+                )
+        remote = ray.remote(RecordActor).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0)
         pool = [remote.remote(clients_blob, task_blob, cpus) for _ in range(n)]
         try:
             ray.get([a.node.remote() for a in pool], timeout=READY_TIMEOUT_S)  # type: ignore[attr-defined]
@@ -178,7 +201,7 @@ class RayEngine:
                 f"--engine ray: {n} actors were not placed within {READY_TIMEOUT_S:.0f} s"
             ) from None
         info_ = getattr(context, "address_info", {})
-        return cls(pool, cpus, str(info_.get("address", address or "local")))
+        return cls(pool, cpus, str(info_.get("address", address or "local")), gpus)
 
     async def _acquire(self) -> int:
         """A live actor with fewer than `per_actor` records, waiting for one. After a node loss the window
@@ -268,15 +291,18 @@ def execute_on_ray(
     window: int | None,
 ) -> int:
     """`pipeline.execute` with the records run by Ray actors; the same files, resume and exit codes.
-    `window`: records in flight (--concurrency); by default one per actor, so that no actor interleaves two
-    records on its model (a record's text then depends on its seed only, as in a local run at -c 1)."""
+    `window`: records in flight (--concurrency); by default the task's model's `default_concurrency` per
+    actor: one for llama.cpp, so that no actor interleaves two records on its model (a record's text then
+    depends on its seed only, as in a local run at -c 1); many for vLLM, whose batches they fill."""
     clients_blob, task_blob = pack(task, clients)
-    engine = RayEngine.start(address, actors, clients_blob, task_blob)
+    gpus = max((c.actor_gpus for c in clients), default=0)
+    engine = RayEngine.start(address, actors, clients_blob, task_blob, gpus)
     try:
-        engine.per_actor = -(-(window or 1) // len(engine.actors))  # ceil
+        window = window or len(engine.actors) * max(1, clients[0].default_concurrency)
+        engine.per_actor = -(-window // len(engine.actors))  # ceil
         run_spec = dataclasses.replace(
             run_spec,
-            concurrency=window or len(engine.actors),
+            concurrency=window,
             extra_manifest={**run_spec.extra_manifest, "engine": engine.manifest},
         )
         return execute(run_spec, jobs, engine.make_process(clients), clients, price=price, counts=counts)
@@ -286,7 +312,8 @@ def execute_on_ray(
         lost = (
             f"; {m['actors_lost']} lost, {m['resubmitted']} records resubmitted" if m["actors_lost"] else ""
         )
+        per = f"{m['gpus_per_actor']} GPUs" if m["gpus_per_actor"] else f"{m['cpus_per_actor']} CPUs"
         info(
-            f"ray: {m['actors']} actors x {m['cpus_per_actor']} CPUs at {m['address']}{lost}",
+            f"ray: {m['actors']} actors x {per} at {m['address']}{lost}",
             quiet=run_spec.quiet,
         )
