@@ -3,7 +3,9 @@ other inputs unless --overwrite."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 from pathlib import Path
 
 from tests.conftest import read_jsonl, run_cli, write_jsonl
@@ -60,3 +62,30 @@ def test_mix_output_equal_to_an_input_is_refused(tmp_path: Path) -> None:
     r = run_cli("mix", "--ai", str(ai), "--human", str(human), "-o", str(ai), "--overwrite")
     assert r.returncode == 2 and "is the same file as --ai" in r.stderr, r.stderr
     assert ai.read_text() == before
+
+
+def test_human_rows_carry_a_finite_margin_that_the_flag_sets(tmp_path: Path) -> None:
+    """A human comparison's label is hard (p_chosen 1.0), but its margin is logit(0.95), not logit(1.0) ≈
+    13.8, which would dominate `train-pm --loss margin` next to AI labels' margins of 0-5."""
+    from caitool.cli.mix import mix as mix_command
+    from caitool.tasks.mix import DEFAULT_HUMAN_MARGIN
+
+    assert math.isclose(DEFAULT_HUMAN_MARGIN, math.log(0.95 / 0.05), abs_tol=1e-4)
+    flag_default = inspect.signature(mix_command).parameters["human_margin"].default
+    assert flag_default == DEFAULT_HUMAN_MARGIN  # the flag's literal and the library's constant agree
+    ai, human = _inputs(tmp_path)
+    out = tmp_path / "mix.jsonl"
+    mix = ["mix", "--ai", str(ai), "--human", str(human), "-o", str(out)]
+    assert run_cli(*mix).returncode == 0
+    rows = read_jsonl(out)
+    humans = [r for r in rows if r["caitool"].get("label_source") == "human"]
+    assert len(humans) == 4
+    assert all(r["p_chosen"] == 1.0 and r["margin"] == DEFAULT_HUMAN_MARGIN for r in humans)
+    assert "human_margin" not in json.loads((tmp_path / "mix.jsonl.manifest.json").read_text())["settings"]
+    r = run_cli(*mix, "--human-margin", "1.5")  # another margin is another setting
+    assert r.returncode == 2 and "human_margin" in r.stderr, r.stderr
+    assert run_cli(*mix, "--human-margin", "1.5", "--overwrite").returncode == 0
+    assert {r["margin"] for r in read_jsonl(out) if r["caitool"].get("label_source") == "human"} == {1.5}
+    for bad in ("nan", "-1"):
+        r = run_cli(*mix, "--human-margin", bad, "--overwrite")
+        assert r.returncode == 2 and "--human-margin" in r.stderr, r.stderr

@@ -21,6 +21,14 @@ def mix(
         str | None, typer.Option("--ratio", help="AI:HUMAN rows, e.g. 1:1 (default: all of both).")
     ] = None,
     seed: SeedOpt = 0,
+    human_margin: Annotated[
+        float,
+        typer.Option(
+            "--human-margin",
+            help="The human rows' margin (train-pm --loss margin); their p_chosen stays 1.0. "
+            "Default logit(0.95): logit(1.0) would dominate the loss.",
+        ),
+    ] = 2.9444,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -29,7 +37,7 @@ def mix(
     from caitool.console import info
     from caitool.tasks.mix import mix_preferences, write_mix
 
-    rows, summary = mix_preferences(ai, human, ratio, seed)
+    rows, summary = mix_preferences(ai, human, ratio, seed, human_margin)
     write_mix(
         rows,
         summary,
@@ -39,5 +47,6 @@ def mix(
         ratio=ratio,
         seed=seed,
         overwrite=overwrite,
+        human_margin=human_margin,
     )
     info(f"mix: {summary['ai']} AI + {summary['human']} human rows (seed {seed})", quiet=quiet)

@@ -2,7 +2,8 @@
 comparisons mixed with human helpfulness comparisons (135,296 human + 182,831 AI in the paper).
 
 Both inputs are read whole (shuffling needs them in memory); each row keeps `caitool.label_source`
-("human" for human comparisons, whose label is hard: p_chosen = 1) and `caitool.mix_source` (file:line).
+("human" for human comparisons, whose label is hard: p_chosen = 1, with a finite `margin`, see
+DEFAULT_HUMAN_MARGIN) and `caitool.mix_source` (file:line).
 The output is written whole, with a manifest like every other command's: a rerun with the same inputs and
 settings rewrites the same rows, and one with other inputs or settings is refused unless `overwrite`.
 """
@@ -51,7 +52,13 @@ def _ai_rows(path: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _human_rows(path: str) -> list[dict[str, Any]]:
+# The `margin` of a human comparison (`train-pm --loss margin`, OpenRLHF's margin loss). Its p_chosen is 1.0,
+# the paper's hard label, but logit(1.0) is ~13.8 at the clamp, which would make every human row demand a
+# reward gap several times any AI label's (logit(0.99) = 4.6) and dominate the loss: it counts as a 95 % one.
+DEFAULT_HUMAN_MARGIN = round(logit(0.95), 4)
+
+
+def _human_rows(path: str, margin: float) -> list[dict[str, Any]]:
     rows = []
     for line in read_lines(path):
         if isinstance(line, InputError):
@@ -64,7 +71,7 @@ def _human_rows(path: str) -> list[dict[str, Any]]:
                 "chosen": [{"role": "assistant", "content": item.response_a}],
                 "rejected": [{"role": "assistant", "content": item.response_b}],
                 "p_chosen": 1.0,
-                "margin": logit(1.0),
+                "margin": margin,
                 "caitool": {"label_source": "human", "mix_source": line.where},
             }
         )
@@ -72,9 +79,15 @@ def _human_rows(path: str) -> list[dict[str, Any]]:
 
 
 def mix_preferences(
-    ai_path: str, human_path: str, ratio: str | None, seed: int
+    ai_path: str,
+    human_path: str,
+    ratio: str | None,
+    seed: int,
+    human_margin: float = DEFAULT_HUMAN_MARGIN,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    ai, human = _ai_rows(ai_path), _human_rows(human_path)
+    if not math.isfinite(human_margin) or human_margin < 0:
+        raise UsageError(f"--human-margin {human_margin}: must be a finite number >= 0")
+    ai, human = _ai_rows(ai_path), _human_rows(human_path, human_margin)
     rng = random.Random(f"caitool-mix:{seed}")
     rng.shuffle(ai)
     rng.shuffle(human)
@@ -113,6 +126,7 @@ def write_mix(
     ratio: str | None,
     seed: int,
     overwrite: bool,
+    human_margin: float = DEFAULT_HUMAN_MARGIN,
 ) -> None:
     """The mixed rows to `output` (stdout for None or "-"), with a manifest; the inputs' contents join the
     settings, so a rerun over other data is refused like one with another ratio or seed."""
@@ -127,6 +141,9 @@ def write_mix(
             "seed": seed,
             "ai_sha256": None if ai_path == "-" else _file_sha256(ai_path),
             "human_sha256": None if human_path == "-" else _file_sha256(human_path),
+            # Only when set: the default keeps the fingerprint of earlier outputs, which a rerun rewrites
+            # whole (a mix output is never appended to, so old and new margins cannot share a file).
+            **({"human_margin": human_margin} if human_margin != DEFAULT_HUMAN_MARGIN else {}),
         },
     )
     manifest = {
