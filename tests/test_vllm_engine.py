@@ -26,7 +26,7 @@ from caitool.providers.vllm_engine import (
     token_logprob,
 )
 from caitool.retry import ResilientClient
-from tests.conftest import cli_env, run_cli, write_jsonl
+from tests.conftest import cli_env, read_jsonl, run_cli, write_jsonl
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # never downloaded here: the engine is built on first use
 
@@ -121,6 +121,20 @@ def test_a_gguf_is_refused_before_any_output(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     r = run_cli("label-pairs", str(pairs), "-o", str(out), "-m", "vllm-engine/x.gguf", env=cli_env())
     assert r.returncode == 2 and "GGUF" in r.stderr and not out.exists()
+
+
+def test_a_run_without_vllm_says_so(tmp_path: Path) -> None:
+    """Not a traceback from the tokenizer's download (the first thing a run needs): exit 2 and the install."""
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl", [{"id": "q", "prompt": "p", "response_a": "a", "response_b": "b"}]
+    )
+    out = tmp_path / "out.jsonl"
+    r = run_cli("label-pairs", str(pairs), "-o", str(out), "-m", f"vllm-engine/{HUB_ID}", env=cli_env())
+    assert r.returncode == 2, r.stderr
+    assert "vLLM is not installed" in r.stderr and "caitool[vllm]" in r.stderr
+    assert "Traceback" not in r.stderr and not read_jsonl(out)
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ finish reason) import nothing of vLLM, so CI tests them without it (tests/test_v
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
 import os
 from collections.abc import Iterable
@@ -128,6 +129,13 @@ def choice_from_output(output: Any, top_k: int | None, spec: str) -> Choice:
     return Choice(text=output.text, finish_reason=finish_reason(output.finish_reason, spec), logprobs=lps)
 
 
+def require_vllm() -> None:
+    """Before the first tokenizer or engine: without vLLM nothing here could run, and the error should say so
+    rather than whatever the tokenizer's download fails with."""
+    if importlib.util.find_spec("vllm") is None:
+        raise UsageError("vLLM is not installed", hint=INSTALL_HINT)
+
+
 def check_model(model: str) -> str:
     """The model as vLLM should get it; refused here, before any output file exists, when vLLM could not
     load it. An existing path must be a Hugging Face folder; anything else is taken as a hub id."""
@@ -202,11 +210,17 @@ class VLLMEngineClient:
         """The model's tokenizer, for the chat template and the prompt's tokens (loaded apart from the engine,
         so `render_chat` works before the first request)."""
         if self._tokenizer is None:
+            require_vllm()
             try:
                 from transformers import AutoTokenizer
             except ImportError:
                 raise UsageError("transformers is not installed", hint=INSTALL_HINT) from None
-            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name or self.model)
+            name = self.tokenizer_name or self.model
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(name)
+            except (OSError, ValueError) as exc:  # not on disk, not downloadable, not a tokenizer
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UsageError(f"{self.spec}: cannot load the tokenizer of {name}: {first}") from None
         return self._tokenizer
 
     async def _get(self) -> Any:
