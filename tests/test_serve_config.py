@@ -250,3 +250,15 @@ documents = st.recursive(
 def test_the_yaml_writer_round_trips_through_pyyaml(document: dict[str, Any]) -> None:
     """Model names and paths are the user's: whatever the text, YAML reads back what was meant."""
     assert yaml.safe_load(to_yaml(document)) == (document or None)
+
+
+def test_a_key_longer_than_yaml_reads_in_plain_form_round_trips() -> None:
+    """YAML reads a plain `key: value` key only up to 1024 characters as written; a longer one (a long model
+    path, or 200 combining marks escaped six characters each, as Hypothesis found) takes the `? key` form."""
+    marks = "o" + "\u0301" * 200
+    for document in (
+        {marks: "", "short": []},
+        {"k" * 2000: {"nested": ["a", {"x" * 1100: None}]}},
+        {"p" * 1025: [1, 2]},
+    ):
+        assert yaml.safe_load(to_yaml(document)) == document

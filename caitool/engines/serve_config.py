@@ -153,6 +153,10 @@ def _escape(char: str) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+# The longest key YAML reads in the plain `key: value` form (a simple key: 1024 characters as written).
+MAX_SIMPLE_KEY = 1024
+
+
 def to_yaml(value: dict[str, Any]) -> str:
     """Block-style YAML of nested dicts, lists and scalars: enough for a Serve config, without PyYAML (not a
     dependency of caitool's core)."""
@@ -173,11 +177,15 @@ def _emit(value: Any, indent: int, lines: list[str], first_prefix: str | None = 
     head = first_prefix if first_prefix is not None else pad
     if isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(item, dict | list) and item:
-                lines.append(f"{head}{_scalar(key)}:")
-                _emit(item, indent + 2, lines)
+            nested = isinstance(item, dict | list) and bool(item)
+            text = _scalar(key)
+            if len(text) > MAX_SIMPLE_KEY:  # YAML reads a longer key only in its explicit "? key" form
+                lines.append(f"{head}? {text}")
+                lines.append(f"{pad}:" if nested else f"{pad}: {_inline(item)}")
             else:
-                lines.append(f"{head}{_scalar(key)}: {_inline(item)}")
+                lines.append(f"{head}{text}:" if nested else f"{head}{text}: {_inline(item)}")
+            if nested:
+                _emit(item, indent + 2, lines)
             head = pad
     else:
         for item in value:
