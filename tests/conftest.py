@@ -14,11 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from caitool.testing.fake_server import FakeServer
 
 REPO = Path(__file__).resolve().parent.parent
 SENTINEL_KEY = "sk-test-SENTINEL-0123456789abcdef"
+
+# CI (.ci/run sets CI) draws the same Hypothesis examples every run, so whether a change lands is never
+# decided by a new random draw; a developer's `make test` explores new examples each time, and a failure it
+# finds prints the @reproduce_failure blob to pin as an @example.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
