@@ -181,8 +181,15 @@ class VLLMEngineClient:
 
     # Sent to a Ray actor as its spec and settings; the engine and tokenizer are built again there.
     def __getstate__(self) -> dict[str, Any]:
-        keep = ("spec", "model", "tokenizer_name", "gpu_memory_utilization", "tensor_parallel_size")
-        return {k: getattr(self, k) for k in (*keep, "max_model_len")}
+        keep = (
+            "spec",
+            "model",
+            "tokenizer_name",
+            "gpu_memory_utilization",
+            "tensor_parallel_size",
+            "max_model_len",
+        )
+        return {k: getattr(self, k) for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -254,8 +261,9 @@ class VLLMEngineClient:
         from vllm.sampling_params import RequestOutputKind, SamplingParams
         from vllm.v1.engine.exceptions import EngineDeadError
 
+        kw = sampling_kwargs(params)
         try:
-            sampling = SamplingParams(**sampling_kwargs(params), output_kind=RequestOutputKind.FINAL_ONLY)
+            sampling = SamplingParams(**kw, output_kind=RequestOutputKind.FINAL_ONLY)
         except ValueError as exc:  # e.g. top_logprobs above the engine's ceiling
             raise ProviderError(f"{self.spec}: {exc}", retryable=False) from None
         ids = self._prompt_tokens(prompt)
@@ -271,7 +279,7 @@ class VLLMEngineClient:
             raise CaitoolError(f"{self.spec}: the vLLM engine died: {exc}") from None
         if final is None:
             raise ProviderError(f"{self.spec}: the engine returned nothing", retryable=True)
-        top_k = sampling_kwargs(params).get("logprobs")
+        top_k = kw.get("logprobs")
         choices = [choice_from_output(o, top_k, self.spec) for o in final.outputs]
         # Prompt tokens once per request (vLLM computes a prompt once for its n samples), as OpenAI counts.
         # Prefix-cache hits are left out: they depend on the records batched beside this one, and a row's

@@ -221,7 +221,7 @@ class Labeler:
         self.ask = ABQuestion(client, temperature=settings.temperature, top_logprobs=settings.top_logprobs)
         # The few-shot examples' questions, filled once per (template, example, principle): records differ
         # only in which principles their examples draw, and filling them was a tenth of a request's CPU.
-        self._example_questions: dict[tuple[str, int, str], str] = {}
+        self._example_questions: dict[tuple[str, str, int, str], str] = {}
         if not constitution.comparisons:
             raise ConfigError(f"constitution {constitution.name!r} has no comparison principles")
 
@@ -265,7 +265,7 @@ class Labeler:
         )
 
     def _example_question(self, mode: str, key: str, i: int, principle: str) -> str:
-        memo = (f"{mode}.{key}", i, principle)
+        memo = (mode, key, i, principle)
         text = self._example_questions.get(memo)
         if text is None:
             ex, section = self.templates.examples[i], getattr(self.templates, mode)
